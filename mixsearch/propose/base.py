@@ -28,6 +28,9 @@ class History:
         pending_weights: ``[m, K]`` mixtures of pending or running trials.
         pending_rungs: ``[m]`` their rung names.
         costs: ``[n]`` cost charged by each finished trial.
+        failed_weights: ``[f, K]`` mixtures of failed trials (never fitted on, but a
+            proposer should not propose them again: the ledger would find, not rerun, them).
+        failed_rungs: ``[f]`` their rung names.
     """
 
     weights: np.ndarray
@@ -36,6 +39,8 @@ class History:
     pending_weights: np.ndarray
     pending_rungs: tuple[str, ...] = ()
     costs: np.ndarray | None = None
+    failed_weights: np.ndarray | None = None
+    failed_rungs: tuple[str, ...] = ()
 
     @staticmethod
     def empty(dim: int) -> "History":

@@ -119,13 +119,13 @@ class CentreThenRandom:
     def propose(self, ctx: ProposalContext, q: int) -> list[Candidate]:
         rng = ctx.rng()
         names = [r.name for r in ctx.ladder.rungs]
-        all_rungs = list(ctx.history.rungs) + list(ctx.history.pending_rungs)
+        h = ctx.history
+        failed_w = h.failed_weights if h.failed_weights is not None else np.zeros((0, ctx.space.dim))
+        all_rungs = list(h.rungs) + list(h.pending_rungs) + list(h.failed_rungs)
         centre = simplex.centre(ctx.space)
         have_centre = {
             r
-            for w, r in zip(
-                np.concatenate([ctx.history.weights, ctx.history.pending_weights]), all_rungs
-            )
+            for w, r in zip(np.concatenate([h.weights, h.pending_weights, failed_w]), all_rungs)
             if np.allclose(w, centre, atol=1e-6)
         }
         out_w: list[np.ndarray] = []

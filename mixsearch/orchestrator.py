@@ -1,0 +1,317 @@
+"""The ask -> submit -> tell loop: budget, resume, retries, heartbeats.
+
+The orchestrator owns no maths. Each ask rebuilds the proposer's view from the
+ledger (done trials as observations, pending and running ones as pending points),
+so a study killed at any moment resumes where it stopped: nothing proposed is lost
+and nothing finished runs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from mixsearch.candidate import EvaluationError, TrialResult
+from mixsearch.evaluate import Evaluator
+from mixsearch.execute.base import Executor, Job
+from mixsearch.ledger import DONE, FAILED, PENDING, RUNNING, Ledger, Trial, history_arrays, worker_name
+from mixsearch.propose.base import History, ProposalContext, Proposer, Recommendation
+from mixsearch.study import Study
+
+
+class Progress(Protocol):
+    """Receives the study's progress (a Rich display, a log, a test probe)."""
+
+    def update(self, status: "Status") -> None: ...
+
+
+@dataclass(frozen=True)
+class Status:
+    """A snapshot of a running study, for progress displays.
+
+    Attributes:
+        counts: Trials per state.
+        spent: Cost of finished trials (done or failed).
+        budget_cost: The cost budget (None when unbounded).
+        trials_budget: The trial budget (None when unbounded).
+        elapsed: Seconds since start.
+        best: Best objective among done trials (study orientation) and its rung.
+        last: The last trial finished, with its outcome.
+    """
+
+    counts: dict[str, int]
+    spent: float
+    budget_cost: float | None
+    trials_budget: int | None
+    elapsed: float
+    best: tuple[float, str] | None = None
+    last: str | None = None
+
+
+@dataclass
+class RunSummary:
+    """What a study run did."""
+
+    counts: dict[str, int]
+    spent: float
+    elapsed: float
+    stopped_because: str
+    recommendation: Recommendation | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def ask_seed(study_seed: int, ask: int) -> int:
+    """Seed of one ask: a hash of the study seed and the ask index (stable across resumes)."""
+    digest = hashlib.sha256(f"{study_seed}:{ask}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def build_context(study: Study, ledger: Ledger, ask: int, pool: Any = None, trials: list[Trial] | None = None, salt: int = 0) -> ProposalContext:
+    """The proposer's view of the study at ask ``ask``, rebuilt from the ledger.
+
+    ``salt`` varies the seed when an ask must be repeated (its proposals were all known).
+    """
+    assert study.space is not None
+    arrays = history_arrays(trials if trials is not None else ledger.trials(), study.space.dim, study.objective.direction)
+    history = History(**arrays)  # type: ignore[arg-type]
+    return ProposalContext(
+        space=study.space,
+        ladder=study.ladder,
+        history=history,
+        seed=ask_seed(study.seed, ask if salt == 0 else ask * 1000 + salt),
+        pool=pool,
+        trial_seed=study.seed,
+    )
+
+
+class Orchestrator:
+    """Runs a study until its budget is spent.
+
+    Args:
+        study: The validated study.
+        ledger: Its ledger.
+        evaluator: Turns candidates into results.
+        executor: Where evaluations run.
+        proposer: Proposes candidates.
+        progress: Optional progress sink.
+        heartbeat_interval: Seconds between heartbeats of running trials.
+        heartbeat_timeout: Seconds after which another process's running trial is orphaned.
+        study_file: The study file, recorded in the ledger so ``resume NAME`` finds it.
+    """
+
+    def __init__(
+        self,
+        study: Study,
+        ledger: Ledger,
+        evaluator: Evaluator,
+        executor: Executor,
+        proposer: Proposer,
+        progress: Progress | None = None,
+        heartbeat_interval: float = 5.0,
+        heartbeat_timeout: float = 120.0,
+        study_file: str | None = None,
+    ) -> None:
+        self.study = study
+        self.ledger = ledger
+        self.evaluator = evaluator
+        self.executor = executor
+        self.proposer = proposer
+        self.progress = progress
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.study_file = study_file
+        self.max_empty_asks = 4
+        self.worker = worker_name()
+        self._context: dict[str, dict[str, Any]] = {}
+        self._start = time.time()
+        self._last: str | None = None
+
+    # -- set-up ----------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        self.ledger.bind_study(self.study.name, self.study.to_dict(), self.study_file)
+        self.evaluator.prepare()
+        snapshot = self.evaluator.snapshot_id()
+        self.ledger.set_meta("snapshot", snapshot)
+        config = self.study.config_hash()
+        for r in self.study.ladder.rungs:
+            self._context[r.name] = {"config": config, "snapshot": snapshot, "N": r.n_params, "D": r.tokens}
+        self.ledger.recover(self.heartbeat_timeout, self.study.max_attempts)
+        self._pool = self.evaluator.pool()
+
+    # -- budget ----------------------------------------------------------------------
+
+    def _spent(self, trials: list[Trial]) -> tuple[float, float]:
+        """(cost of finished trials, cost committed to pending and running ones)."""
+        spent = sum(float(t.cost or 0.0) for t in trials if t.state in (DONE, FAILED))
+        committed = sum(self.study.ladder.rung(t.candidate.rung).run_cost for t in trials if t.state in (PENDING, RUNNING))
+        return spent, committed
+
+    def _stop_reason(self, trials: list[Trial]) -> str | None:
+        b = self.study.budget
+        finished = sum(t.state in (DONE, FAILED) for t in trials)
+        spent, _ = self._spent(trials)
+        if b.max_trials is not None and finished >= b.max_trials:
+            return "trial budget spent"
+        if b.max_cost is not None and spent >= b.max_cost * (1 - 1e-9):
+            return "cost budget spent"
+        if b.max_seconds is not None and self._trial_seconds(trials) >= b.max_seconds:
+            return "time budget spent"
+        return None
+
+    def _trial_seconds(self, trials: list[Trial]) -> float:
+        return sum(float(t.seconds or 0.0) for t in trials if t.state in (DONE, FAILED))
+
+    def _room(self, trials: list[Trial]) -> tuple[int, float]:
+        """(trials, cost) that may still be proposed on top of what is finished or in flight."""
+        b = self.study.budget
+        # Every trial proposed counts against the trial budget, whatever its state.
+        n_room = (b.max_trials - len(trials)) if b.max_trials is not None else 10**9
+        spent, committed = self._spent(trials)
+        cost_room = (b.max_cost - spent - committed) if b.max_cost is not None else math.inf
+        return n_room, cost_room
+
+    # -- the loop --------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        """Ask, submit and tell until the budget is spent or nothing is left to run."""
+        self._prepare()
+        self.executor.start(self.evaluator)
+        reason = "finished"
+        try:
+            while True:
+                trials = self.ledger.trials()
+                stop = self._stop_reason(trials)
+                in_flight = self.executor.in_flight()
+                if stop is not None:
+                    if not in_flight:
+                        reason = stop
+                        break
+                else:
+                    self._fill(trials, in_flight)
+                    in_flight = self.executor.in_flight()
+                    if not in_flight:
+                        reason = self._idle_reason()
+                        if reason:
+                            break
+                self._report()
+                outcomes = self.executor.poll(timeout=self.heartbeat_interval)
+                for tid, outcome in outcomes:
+                    self._tell(tid, outcome)
+                self.ledger.heartbeat(self.executor.in_flight(), self.worker)
+                if not outcomes and not self.executor.in_flight():
+                    # Another process holds every open trial: wait, then look for orphans.
+                    time.sleep(min(self.heartbeat_interval, 1.0))
+                    self.ledger.recover(self.heartbeat_timeout, self.study.max_attempts)
+        except KeyboardInterrupt:
+            for tid in self.executor.in_flight():
+                self.ledger.release(tid, self.worker)
+            raise
+        finally:
+            self.executor.shutdown()
+        self._report()
+        trials = self.ledger.trials()
+        spent, _ = self._spent(trials)
+        rec = self.recommend()
+        return RunSummary(self.ledger.counts(), spent, time.time() - self._start, reason, rec)
+
+    def _idle_reason(self) -> str | None:
+        """Why the loop should end when nothing runs here: None to keep waiting."""
+        counts = self.ledger.counts()
+        if counts[PENDING] or counts[RUNNING]:
+            return None
+        return "proposer has nothing left to propose"
+
+    def _fill(self, trials: list[Trial], in_flight: list[str]) -> None:
+        """Claim pending trials up to the executor's capacity, asking for more when none wait."""
+        free = self.executor.capacity - len(in_flight)
+        if free <= 0:
+            return
+        if not any(t.state == PENDING for t in trials):
+            self._ask(trials)
+        claimed = self.ledger.claim(self.worker, limit=free)
+        self._submit(claimed)
+
+    def _ask(self, trials: list[Trial]) -> None:
+        n_room, cost_room = self._room(trials)
+        q = min(self.study.proposer.batch_size, n_room)
+        if q <= 0 or cost_room <= 0:
+            return
+        ask = self.ledger.next_ask()
+        known = {t.trial_id for t in trials}
+        # A proposal that only repeats known trials adds nothing (the ledger finds them);
+        # ask again with a salted seed a few times before concluding nothing is left.
+        for salt in range(self.max_empty_asks):
+            ctx = build_context(self.study, self.ledger, ask, self._pool, trials, salt=salt)
+            kept, cost = [], 0.0
+            for c in self.proposer.propose(ctx, q)[:q]:
+                c_cost = self.study.ladder.rung(c.rung).run_cost
+                if cost + c_cost <= cost_room * (1 + 1e-9):
+                    kept.append(c)
+                    cost += c_cost
+            if not kept:
+                return
+            if set(self.ledger.add(kept, self._context, ask)) - known:
+                return
+
+    def _submit(self, claimed: list[Trial]) -> None:
+        by_rung: dict[str, list[Job]] = {}
+        for t in claimed:
+            by_rung.setdefault(t.candidate.rung, []).append(Job(t.trial_id, t.candidate, self.study.ladder.rung(t.candidate.rung)))
+        for jobs in by_rung.values():
+            for i in range(0, len(jobs), self.executor.pack):
+                self.executor.submit(jobs[i : i + self.executor.pack])
+
+    def _tell(self, tid: str, outcome: TrialResult | BaseException) -> None:
+        if isinstance(outcome, TrialResult) and outcome.finite:
+            self.ledger.complete(tid, outcome, self.worker)
+            self._last = f"{tid[:8]} done: {outcome.objective:.4g}"
+            return
+        if isinstance(outcome, TrialResult):
+            error, retry, cost = f"non-finite result: objective={outcome.objective}", False, outcome.cost
+        elif isinstance(outcome, EvaluationError):
+            error, retry, cost = str(outcome), False, 0.0
+        elif isinstance(outcome, (KeyboardInterrupt, SystemExit)):
+            self.ledger.release(tid, self.worker)
+            raise outcome
+        else:
+            error, retry, cost = f"{type(outcome).__name__}: {outcome}", True, 0.0
+        self.ledger.fail(tid, error.splitlines()[0] if error else "failed", self.worker, retry, self.study.max_attempts, cost)
+        self._last = f"{tid[:8]} failed: {error[:80]}"
+
+    # -- reporting -------------------------------------------------------------------
+
+    def _report(self) -> None:
+        if self.progress is None:
+            return
+        trials = self.ledger.trials()
+        spent, _ = self._spent(trials)
+        self.progress.update(
+            Status(
+                counts=self.ledger.counts(),
+                spent=spent,
+                budget_cost=self.study.budget.max_cost,
+                trials_budget=self.study.budget.max_trials,
+                elapsed=time.time() - self._start,
+                best=best_done(trials, self.study.objective.direction),
+                last=self._last,
+            )
+        )
+
+    def recommend(self) -> Recommendation | None:
+        """The proposer's current recommendation, from the ledger."""
+        ctx = build_context(self.study, self.ledger, self.ledger.next_ask(), getattr(self, "_pool", None))
+        return self.proposer.recommend(ctx)
+
+
+def best_done(trials: list[Trial], direction: str = "minimize") -> tuple[float, str] | None:
+    """Best objective among done trials and its rung (study orientation)."""
+    done = [t for t in trials if t.state == DONE and t.objective is not None and math.isfinite(t.objective)]
+    if not done:
+        return None
+    pick: Callable[..., Trial] = min if direction == "minimize" else max
+    t = pick(done, key=lambda t: t.objective)
+    return float(t.objective), t.candidate.rung

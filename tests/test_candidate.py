@@ -1,0 +1,36 @@
+"""Trial identity: canonical weights, stable hashes."""
+
+import math
+
+import pytest
+
+from mixsearch.candidate import Candidate, TrialResult, canonical_weights, trial_id
+
+
+def test_canonical_weights_sum_to_one_and_absorb_float_noise():
+    w = canonical_weights([0.1 + 1e-12, 0.2, 0.7 - 1e-12])
+    assert abs(sum(w) - 1.0) < 1e-9
+    assert w == canonical_weights([0.1, 0.2, 0.7])
+
+
+def test_canonical_weights_renormalise():
+    assert canonical_weights([1, 1, 2]) == (0.25, 0.25, 0.5)
+    with pytest.raises(ValueError):
+        canonical_weights([0, 0])
+
+
+def test_trial_id_is_stable_and_sensitive():
+    ctx = {"snapshot": "abc", "N": 10, "D": 20}
+    a = Candidate((0.2, 0.8), "s", 0)
+    assert trial_id(a, ctx) == trial_id(Candidate((0.2 + 1e-10, 0.8), "s", 0), ctx)
+    assert trial_id(a, ctx) != trial_id(Candidate((0.21, 0.79), "s", 0), ctx)
+    assert trial_id(a, ctx) != trial_id(Candidate((0.2, 0.8), "m", 0), ctx)
+    assert trial_id(a, ctx) != trial_id(Candidate((0.2, 0.8), "s", 1), ctx)
+    assert trial_id(a, ctx) != trial_id(a, {**ctx, "snapshot": "abd"})
+
+
+def test_result_finite():
+    ok = TrialResult({"a": 1.0}, 1.0, 1.0, 0.1)
+    assert ok.finite
+    assert not TrialResult({"a": math.nan}, 1.0, 1.0, 0.1).finite
+    assert not TrialResult({"a": 1.0}, math.inf, 1.0, 0.1).finite

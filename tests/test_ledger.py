@@ -1,0 +1,162 @@
+"""Ledger state machine, identity, concurrency guards and schema versioning (SQLite here;
+tests/test_ledger_conformance.py runs the same contract against PostgreSQL too)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from mixsearch.candidate import Candidate, TrialResult
+from mixsearch.ledger import DONE, FAILED, PENDING, RUNNING, SCHEMA_VERSION, Ledger, LedgerError, history_arrays
+
+CTX = {"s": {"snapshot": "x", "N": 1, "D": 2}, "m": {"snapshot": "x", "N": 3, "D": 2}}
+
+
+@pytest.fixture()
+def ledger(tmp_path):
+    led = Ledger(f"sqlite:///{tmp_path / 'runs' / 'l.sqlite'}")
+    yield led
+    led.dispose()
+
+
+def result(obj=1.0):
+    return TrialResult({"a": obj, "b": obj}, obj, cost=10.0, seconds=0.5, curve=[(1, 2.0), (2, 1.5)], metrics={"n_params": 1, "tokens": 2})
+
+
+def test_add_is_idempotent(ledger):
+    c = [Candidate((0.5, 0.5), "s"), Candidate((0.2, 0.8), "m")]
+    ids = ledger.add(c, CTX, ask=0)
+    again = ledger.add(c, CTX, ask=1)
+    assert ids == again and len(set(ids)) == 2
+    assert ledger.counts()[PENDING] == 2
+    assert ledger.next_ask() == 1
+
+
+def test_state_machine_happy_path(ledger):
+    (tid,) = ledger.add([Candidate((0.5, 0.5), "s")], CTX, 0)
+    (t,) = ledger.claim("w1")
+    assert t.trial_id == tid and t.state == RUNNING and t.attempts == 1
+    assert ledger.claim("w2") == []  # nothing left to claim
+    assert ledger.complete(tid, result(2.0), "w1")
+    t = ledger.get(tid)
+    assert t.state == DONE and t.objective == 2.0 and t.domain_losses == {"a": 2.0, "b": 2.0}
+    assert t.curve == [[1.0, 2.0], [2.0, 1.5]]
+    # A finished trial cannot be finished again, by anyone.
+    assert not ledger.complete(tid, result(3.0), "w1")
+    assert ledger.get(tid).objective == 2.0
+
+
+def test_only_holder_completes(ledger):
+    (tid,) = ledger.add([Candidate((0.5, 0.5), "s")], CTX, 0)
+    ledger.claim("w1")
+    assert not ledger.complete(tid, result(), "intruder")
+    assert ledger.get(tid).state == RUNNING
+
+
+def test_retryable_failure_goes_back_to_pending_then_fails(ledger):
+    (tid,) = ledger.add([Candidate((0.5, 0.5), "s")], CTX, 0)
+    for attempt in (1, 2):
+        ledger.claim("w")
+        assert ledger.fail(tid, "worker crashed", "w", retry=True, max_attempts=3) == PENDING
+    ledger.claim("w")
+    assert ledger.fail(tid, "worker crashed", "w", retry=True, max_attempts=3) == FAILED
+    t = ledger.get(tid)
+    assert t.state == FAILED and t.attempts == 3 and "crashed" in t.error
+
+
+def test_final_failure(ledger):
+    (tid,) = ledger.add([Candidate((0.5, 0.5), "s")], CTX, 0)
+    ledger.claim("w")
+    assert ledger.fail(tid, "diverged: loss=nan", "w", retry=False, max_attempts=3, cost=5.0) == FAILED
+    assert ledger.get(tid).cost == 5.0
+
+
+def test_release_does_not_charge_an_attempt(ledger):
+    (tid,) = ledger.add([Candidate((0.5, 0.5), "s")], CTX, 0)
+    ledger.claim("w")
+    assert ledger.release(tid, "w")
+    t = ledger.get(tid)
+    assert t.state == PENDING and t.attempts == 0
+
+
+def test_recover_stale_heartbeat_and_dead_local_worker(ledger):
+    ids = ledger.add([Candidate((0.5, 0.5), "s"), Candidate((0.1, 0.9), "s")], CTX, 0)
+    ledger.claim("elsewhere:1", trial_ids=[ids[0]])
+    # A process on this host that has exited: its trial is orphaned at once.
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = f"{os.uname().nodename}:{proc.stdout.strip()}"
+    ledger.claim(dead, trial_ids=[ids[1]])
+    assert ledger.recover(heartbeat_timeout=3600, max_attempts=3) == [ids[1]]
+    assert ledger.get(ids[1]).state == PENDING
+    assert ledger.get(ids[0]).state == RUNNING
+    # With a zero timeout the remote one is stale too.
+    assert ledger.recover(heartbeat_timeout=0, max_attempts=3) == [ids[0]]
+
+
+def test_recover_out_of_attempts_fails(ledger):
+    (tid,) = ledger.add([Candidate((0.5, 0.5), "s")], CTX, 0)
+    ledger.claim("elsewhere:1")
+    ledger.recover(heartbeat_timeout=0, max_attempts=1)
+    t = ledger.get(tid)
+    assert t.state == FAILED and "lost" in t.error
+
+
+def test_dataframe_and_history(ledger):
+    ids = ledger.add([Candidate((0.5, 0.5), "s"), Candidate((0.2, 0.8), "m"), Candidate((0.9, 0.1), "s")], CTX, 0)
+    ledger.claim("w", trial_ids=ids[:2], limit=2)
+    ledger.complete(ids[0], result(1.5), "w")
+    ledger.fail(ids[1], "diverged", "w", retry=False, max_attempts=1)
+    df = ledger.to_dataframe(["a", "b"])
+    assert list(df["state"]) == [DONE, FAILED, PENDING]
+    assert {"w_a", "w_b", "loss_a", "loss_b", "objective", "cost", "n_params", "tokens"} <= set(df.columns)
+    h = history_arrays(ledger.trials(), 2)
+    assert h["weights"].shape == (1, 2) and h["rungs"] == ("s",) and h["objective"].tolist() == [1.5]
+    assert h["pending_weights"].shape == (1, 2) and h["pending_rungs"] == ("s",)
+    hmax = history_arrays(ledger.trials(), 2, direction="maximize")
+    assert hmax["objective"].tolist() == [-1.5]
+
+
+def test_study_binding(ledger):
+    ledger.bind_study("one", {"domains": [{"name": "a"}, {"name": "b"}]}, None)
+    assert ledger.study_domains() == ["a", "b"]
+    with pytest.raises(LedgerError, match="belongs to study 'one'"):
+        ledger.bind_study("two", {}, None)
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "l.sqlite"
+    Ledger(f"sqlite:///{path}").dispose()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE mixsearch_meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION + 1),))
+    with pytest.raises(LedgerError, match="newer than this mixsearch"):
+        Ledger(f"sqlite:///{path}")
+
+
+def test_unwritable_folder_is_a_clear_error(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):  # running as root: permissions are not enforced
+            pytest.skip("root ignores folder permissions")
+        with pytest.raises(LedgerError, match="not writable|cannot"):
+            Ledger(f"sqlite:///{ro / 'sub' / 'l.sqlite'}")
+    finally:
+        ro.chmod(0o700)
+
+
+def test_open_missing_without_create(tmp_path):
+    with pytest.raises(LedgerError, match="no such file"):
+        Ledger(f"sqlite:///{tmp_path / 'missing.sqlite'}", create=False)
+
+
+def test_not_a_ledger(tmp_path):
+    path = tmp_path / "other.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE x (a int)")
+    with pytest.raises(LedgerError, match="not a mixsearch ledger"):
+        Ledger(f"sqlite:///{path}", create=False)
