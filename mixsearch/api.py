@@ -65,14 +65,19 @@ def run_study(
     Starting and resuming are the same operation: the ledger holds the state.
     """
     study = load_study(study_path)
+    # Everything that can reject bad input comes before the ledger, which creates
+    # runs/<study>/: a bad table, proposer or executor option writes nothing.
+    evaluator = make_evaluator(study)
+    ex = make_executor(executor, workers=workers, pack=pack, address=address)
+    proposer = make_proposer(study.proposer)
     ledger = Ledger(ledger_url(study, storage, root))
     try:
         orch = Orchestrator(
             study,
             ledger,
-            make_evaluator(study),
-            make_executor(executor, workers=workers, pack=pack, address=address),
-            make_proposer(study.proposer),
+            evaluator,
+            ex,
+            proposer,
             progress=progress,
             heartbeat_timeout=heartbeat_timeout,
             study_file=str(study_path),

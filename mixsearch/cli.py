@@ -202,6 +202,29 @@ def study_report(
     console.print(f"wrote {path}")
 
 
+@app.command("worker")
+@user_errors
+def worker(
+    name: str = typer.Argument(..., help="Study name (its ledger records the study file) or study file."),
+    storage: Optional[str] = StorageOpt,
+    root: Path = RootOpt,
+    executor: str = typer.Option("local", help="local or ray."),
+    workers: int = typer.Option(1, help="Evaluations in flight at once."),
+    pack: int = typer.Option(1, help="Same-rung proxies trained together in one batch."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (with --executor ray)."),
+    wait: bool = typer.Option(False, help="Keep waiting for new trials until the study's budget is spent."),
+    idle_timeout: Optional[float] = typer.Option(None, help="With --wait: stop after this many seconds without work."),
+) -> None:
+    """Claim and run a study's pending trials; never propose (one per machine or GPU, beside `study start`)."""
+    from mixsearch import api
+    from mixsearch.worker import run_worker
+
+    study_file = api.find_study_file(name, storage, root)
+    summary = run_worker(study_file, storage, root, executor, workers, pack, address, wait=wait, idle_timeout=idle_timeout)
+    c = summary.counts
+    console.print(f"worker stopped: {summary.stopped_because}; study has done {c['done']}, failed {c['failed']}, pending {c['pending']}, running {c['running']}")
+
+
 @app.command("fit")
 @user_errors
 def fit(

@@ -128,6 +128,8 @@ class Orchestrator:
         self._context: dict[str, dict[str, Any]] = {}
         self._start = time.time()
         self._last: str | None = None
+        self._last_recover = time.monotonic()
+        self._exhausted = False  # the last ask by this process added nothing new
 
     # -- set-up ----------------------------------------------------------------------
 
@@ -139,8 +141,12 @@ class Orchestrator:
         config = self.study.config_hash()
         for r in self.study.ladder.rungs:
             self._context[r.name] = {"config": config, "snapshot": snapshot, "N": r.n_params, "D": r.tokens}
-        self.ledger.recover(self.heartbeat_timeout, self.study.max_attempts)
+        self._recover()
         self._pool = self.evaluator.pool()
+
+    def _recover(self) -> None:
+        self._last_recover = time.monotonic()
+        self.ledger.recover(self.heartbeat_timeout, self.study.max_attempts)
 
     # -- budget ----------------------------------------------------------------------
 
@@ -205,7 +211,10 @@ class Orchestrator:
                 if not outcomes and not self.executor.in_flight():
                     # Another process holds every open trial: wait, then look for orphans.
                     time.sleep(min(self.heartbeat_interval, 1.0))
-                    self.ledger.recover(self.heartbeat_timeout, self.study.max_attempts)
+                    self._recover()
+                elif time.monotonic() - self._last_recover > self.heartbeat_timeout / 2:
+                    # A peer that died mid-trial leaves orphans; pick them up while busy too.
+                    self._recover()
         except KeyboardInterrupt:
             for tid in self.executor.in_flight():
                 self.ledger.release(tid, self.worker)
@@ -223,6 +232,13 @@ class Orchestrator:
         counts = self.ledger.counts()
         if counts[PENDING] or counts[RUNNING]:
             return None
+        stop = self._stop_reason(self.ledger.trials())
+        if stop is not None:
+            return stop  # peers finished the budget while this process looked for work
+        if not self._exhausted:
+            # Peers took every trial and finished them before this process could claim
+            # one: ask again rather than conclude the proposer is out of ideas.
+            return None
         return "proposer has nothing left to propose"
 
     def _fill(self, trials: list[Trial], in_flight: list[str]) -> None:
@@ -236,10 +252,21 @@ class Orchestrator:
         self._submit(claimed)
 
     def _ask(self, trials: list[Trial]) -> None:
+        # One proposer at a time across every process on this ledger: re-read the
+        # ledger under the lock so another orchestrator's fresh proposals count as
+        # pending (or fill the queue, so there is nothing to ask for).
+        with self.ledger.ask_lock():
+            trials = self.ledger.trials()
+            if any(t.state == PENDING for t in trials) or self._stop_reason(trials) is not None:
+                return
+            self._exhausted = not self._ask_locked(trials)
+
+    def _ask_locked(self, trials: list[Trial]) -> bool:
+        """Propose and add; True when something new was added."""
         n_room, cost_room = self._room(trials)
         q = min(self.study.proposer.batch_size, n_room)
         if q <= 0 or cost_room <= 0:
-            return
+            return False
         ask = self.ledger.next_ask()
         known = {t.trial_id for t in trials}
         # A proposal that only repeats known trials adds nothing (the ledger finds them);
@@ -253,9 +280,10 @@ class Orchestrator:
                     kept.append(c)
                     cost += c_cost
             if not kept:
-                return
+                return False
             if set(self.ledger.add(kept, self._context, ask)) - known:
-                return
+                return True
+        return False
 
     def _submit(self, claimed: list[Trial]) -> None:
         by_rung: dict[str, list[Job]] = {}

@@ -2,27 +2,67 @@
 
 from __future__ import annotations
 
-from rich.console import Console
+import math
+from typing import Iterable
+
+from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from mixsearch.orchestrator import Status
 
+_PREFIXES = {0: "", 3: "k", 6: "M", 9: "G", 12: "T", 15: "P", 18: "E", 21: "Z", 24: "Y"}
+
 
 def format_cost(x: float) -> str:
-    """A cost in engineering notation (FLOPs are large numbers)."""
-    return f"{x:.3g}"
+    """A cost in engineering notation (FLOPs are large numbers): ``6.4e12`` -> ``6.4T``."""
+    if x is None or not math.isfinite(x):
+        return "-"
+    if x == 0:
+        return "0"
+    exp = int(math.floor(math.log10(abs(x)) / 3) * 3)
+    if exp not in _PREFIXES:
+        return f"{x:.3g}"
+    return f"{x / 10**exp:.3g}{_PREFIXES[exp]}"
+
+
+def status_line(status: Status) -> str:
+    """One line of trial states, budget spent and the best objective so far."""
+    c = status.counts
+    finished = c["done"] + c["failed"]
+    parts = [f"done {c['done']}", f"running {c['running']}", f"pending {c['pending']}", f"failed {c['failed']}"]
+    if status.trials_budget:
+        parts.append(f"trials {finished}/{status.trials_budget}")
+    if status.budget_cost:
+        parts.append(f"cost {format_cost(status.spent)}/{format_cost(status.budget_cost)}")
+    else:
+        parts.append(f"cost {format_cost(status.spent)}")
+    parts.append(f"best {status.best[0]:.4f} @ {status.best[1]}" if status.best else "best -")
+    return " · ".join(parts)
+
+
+class _StudyProgress(Progress):
+    """A progress bar with the last finished trial written on a line below it."""
+
+    last: str | None = None
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        if self.last:
+            yield Text(f"  last: {self.last}", style="dim", overflow="ellipsis", no_wrap=True)
 
 
 class RichProgress:
     """A live progress bar fed by the orchestrator's :class:`Status` updates.
 
-    The bar tracks whichever budget is set (cost before trials); the text beside it
-    shows trial states and the best objective so far.
+    The bar tracks the budget that binds first (the larger of the cost and trial
+    fractions spent); the text beside it shows trial states, the budget spent and the
+    best objective so far, and a second line names the last trial that finished.
     """
 
     def __init__(self, study_name: str, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
-        self._progress = Progress(
+        self._progress = _StudyProgress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             TaskProgressColumn(),
@@ -32,30 +72,24 @@ class RichProgress:
             transient=False,
         )
         self._task = self._progress.add_task(study_name, total=None, detail="starting")
-        self._started = False
 
     def __enter__(self) -> "RichProgress":
         self._progress.start()
-        self._started = True
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
 
     def update(self, status: Status) -> None:
+        """Show ``status`` (called by the orchestrator after every event)."""
         c = status.counts
         finished = c["done"] + c["failed"]
+        fractions = []
         if status.budget_cost:
-            total, completed = status.budget_cost, min(status.spent, status.budget_cost)
-            spent = f"cost {format_cost(status.spent)}/{format_cost(status.budget_cost)}"
-        elif status.trials_budget:
-            total, completed = float(status.trials_budget), float(finished)
-            spent = f"cost {format_cost(status.spent)}"
-        else:
-            total, completed, spent = None, float(finished), f"cost {format_cost(status.spent)}"
-        best = f"best {status.best[0]:.4f} @ {status.best[1]}" if status.best else "best -"
-        detail = (
-            f"done {c['done']} · running {c['running']} · pending {c['pending']} · "
-            f"failed {c['failed']} · {spent} · {best}"
-        )
-        self._progress.update(self._task, total=total, completed=completed, detail=detail)
+            fractions.append(min(status.spent / status.budget_cost, 1.0))
+        if status.trials_budget:
+            fractions.append(min(finished / status.trials_budget, 1.0))
+        # A bar of 1000 steps shows the fraction of whichever budget will stop the study first.
+        total, completed = (1000.0, 1000.0 * max(fractions)) if fractions else (None, float(finished))
+        self._progress.last = status.last
+        self._progress.update(self._task, total=total, completed=completed, detail=status_line(status))

@@ -166,9 +166,9 @@ BUILTIN = {
     "mfbo": "mixsearch.propose.mfbo:MultiFidelityBO",
     "gp": "mixsearch.propose.mfbo:SingleFidelityGP",
     "regmix": "mixsearch.propose.regmix:RegMix",
-    "optuna-tpe": "mixsearch.propose.baselines:OptunaTPE",
-    "optuna-gp": "mixsearch.propose.baselines:OptunaGP",
-    "ax": "mixsearch.propose.baselines:AxClient",
+    "optuna-tpe": "mixsearch.propose.external:OptunaTPE",
+    "optuna-gp": "mixsearch.propose.external:OptunaGP",
+    "ax": "mixsearch.propose.external:AxClient",
 }
 
 

@@ -1,6 +1,9 @@
-"""Model-free proposers: random Dirichlet, stratified uniform, centre-then-random.
+"""Model-free proposers (random Dirichlet, stratified uniform, centre-then-random) and the
+pool helpers every single-fidelity peer shares.
 
-Each is stateless: what it proposes depends only on the context (seed, history, pool).
+Each proposer is stateless: what it proposes depends only on the context (seed, history,
+pool). In pool mode (table oracles) a proposer only picks pool entries that are not yet
+observed, pending or failed.
 """
 
 from __future__ import annotations
@@ -9,30 +12,74 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mixsearch.candidate import Candidate
+from mixsearch.candidate import Candidate, canonical_weights
 from mixsearch.propose import simplex
 from mixsearch.propose.base import ProposalContext, Recommendation, as_candidates, best_observed
 
 
-def _rung_for(ctx: ProposalContext, rung: str | None) -> str:
-    """The rung a single-fidelity proposer runs at: the named one or the costliest runnable rung."""
+def target_rung(ctx: ProposalContext, rung: str | None = None) -> str:
+    """The rung a single-fidelity proposer runs at.
+
+    The named rung if given; else the target when it is runnable; else the costliest
+    runnable rung (the target is then only extrapolated to).
+
+    Raises:
+        KeyError: ``rung`` names no rung of the ladder.
+    """
     if rung is not None:
         ctx.ladder.rung(rung)  # raises on a bad name
         return rung
+    names = ctx.ladder.names
+    if ctx.ladder.target.name in names:
+        return ctx.ladder.target.name
     return max(ctx.ladder.rungs, key=lambda r: r.run_cost).name
 
 
-def _pick_from_pool(ctx: ProposalContext, q: int, rung: str | None, rng: np.random.Generator) -> list[Candidate]:
-    """``q`` random pool entries at ``rung`` (any rung when None) not yet observed or pending."""
+def _key(w: np.ndarray, rung: str) -> tuple[tuple[float, ...], str]:
+    # Canonical weights, as trial ids use: a pool row and the trial made from it compare equal.
+    return canonical_weights(w), rung
+
+
+def taken(ctx: ProposalContext) -> set[tuple[tuple[float, ...], str]]:
+    """Keys ``(rounded weights, rung)`` of every observed, pending or failed trial."""
+    h = ctx.history
+    keys = {_key(w, r) for w, r in zip(h.weights, h.rungs)}
+    keys |= {_key(w, r) for w, r in zip(h.pending_weights, h.pending_rungs)}
+    if h.failed_weights is not None:
+        keys |= {_key(w, r) for w, r in zip(h.failed_weights, h.failed_rungs)}
+    return keys
+
+
+def free_pool_indices(ctx: ProposalContext, rung: str | None) -> np.ndarray:
+    """Indices of pool entries at ``rung`` (any rung when None) not yet taken."""
     assert ctx.pool is not None
-    taken = {(tuple(np.round(w, 6)), r) for w, r in zip(ctx.history.weights, ctx.history.rungs)}
-    taken |= {(tuple(np.round(w, 6)), r) for w, r in zip(ctx.history.pending_weights, ctx.history.pending_rungs)}
-    idx = [
-        i
-        for i, (w, r) in enumerate(zip(ctx.pool.weights, ctx.pool.rungs))
-        if (rung is None or r == rung) and (tuple(np.round(w, 6)), r) not in taken
-    ]
-    chosen = rng.permutation(idx)[:q] if idx else []
+    used = taken(ctx)
+    idx = [i for i, (w, r) in enumerate(zip(ctx.pool.weights, ctx.pool.rungs)) if (rung is None or r == rung) and _key(w, r) not in used]
+    return np.asarray(idx, dtype=int)
+
+
+def nearest_free_pool(ctx: ProposalContext, weights: np.ndarray, rung: str) -> list[Candidate]:
+    """Map continuous proposals ``[q, K]`` to the nearest free pool entries at ``rung``.
+
+    Each proposal takes the nearest (Euclidean) entry not already taken by the history or
+    by an earlier proposal of the same batch; fewer come back if the pool runs out.
+    """
+    assert ctx.pool is not None
+    free = list(free_pool_indices(ctx, rung))
+    chosen: list[int] = []
+    for w in np.atleast_2d(weights):
+        if not free:
+            break
+        d = np.linalg.norm(ctx.pool.weights[free] - w[None, :], axis=1)
+        chosen.append(free.pop(int(np.argmin(d))))
+    return as_candidates(ctx.pool.weights[chosen], [ctx.pool.rungs[i] for i in chosen], ctx.trial_seed)
+
+
+def random_pool(ctx: ProposalContext, q: int, rung: str | None, rng: np.random.Generator) -> list[Candidate]:
+    """``q`` random free pool entries at ``rung`` (any rung when None)."""
+    assert ctx.pool is not None
+    idx = free_pool_indices(ctx, rung)
+    chosen = rng.permutation(idx)[:q] if idx.size else np.zeros(0, dtype=int)
     return as_candidates(ctx.pool.weights[chosen], [ctx.pool.rungs[i] for i in chosen], ctx.trial_seed)
 
 
@@ -42,7 +89,7 @@ class RandomDirichlet:
 
     Args:
         alpha: Dirichlet concentration.
-        rung: Rung to run at; default the costliest runnable rung.
+        rung: Rung to run at; default the target (or the costliest runnable rung).
     """
 
     alpha: float = 1.0
@@ -50,9 +97,9 @@ class RandomDirichlet:
 
     def propose(self, ctx: ProposalContext, q: int) -> list[Candidate]:
         rng = ctx.rng()
-        rung = _rung_for(ctx, self.rung)
+        rung = target_rung(ctx, self.rung)
         if ctx.pool is not None:
-            return _pick_from_pool(ctx, q, rung, rng)
+            return random_pool(ctx, q, rung, rng)
         w = simplex.sample(q, ctx.space, rng, self.alpha)
         return as_candidates(w, [rung] * q, ctx.trial_seed)
 
@@ -64,12 +111,14 @@ class RandomDirichlet:
 class UniformStratified:
     """Space-filling mixtures: the batch is spread by a maximin design over Dirichlet draws.
 
-    With ``q`` slots and ``n`` trials already proposed, it draws many feasible
-    points and greedily keeps those farthest from everything proposed so far, so
-    successive batches stratify the simplex rather than clump.
+    With ``q`` slots and ``n`` trials already proposed, it draws many feasible points (or
+    takes the free pool entries) and greedily keeps those farthest from everything
+    proposed so far, so successive batches stratify the simplex rather than clump. The
+    first point of an empty study is the draw nearest the centre (a random free entry in
+    pool mode, where the design would otherwise ignore the seed).
 
     Args:
-        rung: Rung to run at; default the costliest runnable rung.
+        rung: Rung to run at; default the target (or the costliest runnable rung).
         n_raw: Number of raw draws to choose from.
     """
 
@@ -78,26 +127,32 @@ class UniformStratified:
 
     def propose(self, ctx: ProposalContext, q: int) -> list[Candidate]:
         rng = ctx.rng()
-        rung = _rung_for(ctx, self.rung)
+        rung = target_rung(ctx, self.rung)
         if ctx.pool is not None:
-            raw = ctx.pool.weights[[i for i, r in enumerate(ctx.pool.rungs) if r == rung]]
+            raw = ctx.pool.weights[free_pool_indices(ctx, rung)]
         else:
             raw = simplex.sample(self.n_raw, ctx.space, rng)
-        seen = np.concatenate([ctx.history.weights, ctx.history.pending_weights], axis=0)
-        chosen: list[np.ndarray] = []
         if len(raw) == 0:
             return []
+        h = ctx.history
+        failed = h.failed_weights if h.failed_weights is not None else np.zeros((0, ctx.space.dim))
+        ref = np.concatenate([h.weights, h.pending_weights, failed], axis=0)
+        # Distance of every raw point to its nearest reference point, updated as we pick.
+        dmin = np.linalg.norm(raw[:, None, :] - ref[None, :, :], axis=2).min(axis=1) if len(ref) else None
+        chosen: list[int] = []
         for _ in range(min(q, len(raw))):
-            ref = np.concatenate([seen, np.array(chosen).reshape(-1, raw.shape[1])], axis=0)
-            if len(ref) == 0:
+            if dmin is None and ctx.pool is not None:
+                i = int(rng.integers(len(raw)))  # a seeded start, so seeds differ on a pool
+            elif dmin is None:
                 i = int(np.argmin(np.linalg.norm(raw - simplex.centre(ctx.space), axis=1)))
             else:
-                d = np.linalg.norm(raw[:, None, :] - ref[None, :, :], axis=2).min(axis=1)
-                i = int(np.argmax(d))
-            if chosen and np.allclose(raw[i], chosen[-1]):
-                break
-            chosen.append(raw[i])
-        return as_candidates(chosen, [rung] * len(chosen), ctx.trial_seed)
+                i = int(np.argmax(dmin))
+                if dmin[i] <= 1e-9:
+                    break  # everything left repeats a known point
+            chosen.append(i)
+            d_new = np.linalg.norm(raw - raw[i], axis=1)
+            dmin = d_new if dmin is None else np.minimum(dmin, d_new)
+        return as_candidates(raw[chosen], [rung] * len(chosen), ctx.trial_seed)
 
     def recommend(self, ctx: ProposalContext) -> Recommendation | None:
         return best_observed(ctx)
@@ -107,8 +162,9 @@ class UniformStratified:
 class CentreThenRandom:
     """The centre of the simplex at every rung first, then random Dirichlet mixtures.
 
-    Rungs are cycled so that every rung gets trials; the centre point anchors each
-    rung with a reference mixture.
+    Rungs are cycled so that every rung gets trials; the centre point anchors each rung
+    with a reference mixture. In pool mode the centre becomes the free pool entry nearest
+    to it and the random mixtures random free pool entries.
 
     Args:
         alpha: Dirichlet concentration for the random part.
@@ -120,25 +176,38 @@ class CentreThenRandom:
         rng = ctx.rng()
         names = [r.name for r in ctx.ladder.rungs]
         h = ctx.history
-        failed_w = h.failed_weights if h.failed_weights is not None else np.zeros((0, ctx.space.dim))
-        all_rungs = list(h.rungs) + list(h.pending_rungs) + list(h.failed_rungs)
         centre = simplex.centre(ctx.space)
-        have_centre = {
-            r
-            for w, r in zip(np.concatenate([h.weights, h.pending_weights, failed_w]), all_rungs)
-            if np.allclose(w, centre, atol=1e-6)
-        }
-        out_w: list[np.ndarray] = []
-        out_r: list[str] = []
-        for r in names:
-            if len(out_w) < q and r not in have_centre:
-                out_w.append(centre)
-                out_r.append(r)
-        n_before = len(all_rungs)
-        while len(out_w) < q:
-            out_r.append(names[(n_before + len(out_w)) % len(names)])
-            out_w.append(simplex.sample(1, ctx.space, rng, self.alpha)[0])
-        return as_candidates(out_w, out_r, ctx.trial_seed)
+        all_rungs = list(h.rungs) + list(h.pending_rungs) + list(h.failed_rungs)
+        out: list[Candidate] = []
+        if ctx.pool is None:
+            failed_w = h.failed_weights if h.failed_weights is not None else np.zeros((0, ctx.space.dim))
+            have_centre = {
+                r for w, r in zip(np.concatenate([h.weights, h.pending_weights, failed_w]), all_rungs) if np.allclose(w, centre, atol=1e-6)
+            }
+            for r in names:
+                if len(out) < q and r not in have_centre:
+                    out += as_candidates([centre], [r], ctx.trial_seed)
+        else:
+            # The first trial at a rung is its centre proxy (the nearest pool entry).
+            seen = set(all_rungs)
+            for r in names:
+                if len(out) < q and r not in seen:
+                    out += nearest_free_pool(ctx, centre[None, :], r)
+        # Random trials take the rungs in turn; an exhausted pool rung passes to the next.
+        slot = len(all_rungs) + len(out)
+        for _ in range(4 * q * len(names)):
+            if len(out) >= q:
+                break
+            r = names[slot % len(names)]
+            slot += 1
+            if ctx.pool is None:
+                out += as_candidates(simplex.sample(1, ctx.space, rng, self.alpha), [r], ctx.trial_seed)
+            else:
+                # Offer the pool minus what this batch already picked.
+                picked = {(c.weights, c.rung) for c in out}
+                cands = [c for c in random_pool(ctx, q, r, rng) if (c.weights, c.rung) not in picked]
+                out += cands[:1]
+        return out
 
     def recommend(self, ctx: ProposalContext) -> Recommendation | None:
         return best_observed(ctx)

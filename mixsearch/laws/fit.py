@@ -1,0 +1,621 @@
+"""Robust fitting of scaling laws.
+
+Huber loss on residuals in log space where the law allows it (log L̂ is then a
+logsumexp of terms, as in Hoffmann et al. 2022), multi-start L-BFGS-B from the best
+points of a grid, analytic gradients and tight tolerances, a bootstrap over runs for
+intervals, and K-fold (or leave-one-out) held-out error.
+
+A law enters this module as a :class:`Model`: named internal parameters θ, a
+vectorised value function, its Jacobian, a grid of initial points and bounds.
+Nothing here knows a particular law. :class:`TiedModel` fits several curves of one
+model together with some parameters shared (one exponent for all domains, say).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+from scipy.optimize import minimize
+
+HUBER_DELTA = 1e-3  # Hoffmann et al. 2022, and Epoch's replication
+_SCREEN_BLOCK = 512  # grid rows evaluated at once while screening starts
+
+
+class FitError(RuntimeError):
+    """A fit that failed: too few points, no finite start, or no optimiser run that ended usefully."""
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How a law is fitted.
+
+    Attributes:
+        huber_delta: Huber loss threshold δ, in the units of the fitting space
+            (log loss for log-space laws, so 1e-3 is 0.1 %).
+        n_starts: How many of the best grid points to optimise from; ``None``
+            optimises from every grid point (Hoffmann's procedure, slower).
+        method: ``"L-BFGS-B"`` (honours bounds) or ``"BFGS"`` (ignores them).
+        ftol: Relative objective change at which L-BFGS-B stops, on the objective
+            scaled to mean Huber / δ (about the mean |residual| / δ, so of order
+            one or more). SciPy's defaults applied to the raw Σ Huber (of order
+            1e-3) stop early on the Chinchilla objective; scaled and with this
+            tolerance the fit ends at a stationary point (tests check it).
+        gtol: Largest projected gradient component at which the optimiser stops,
+            on the same scaled objective.
+        maxiter: Iteration limit per start.
+        bootstrap: Bootstrap resamples over runs (0: no intervals).
+        bootstrap_starts: Starts per resample: the best optimum of the full fit,
+            then the next distinct local optima.
+        level: Central probability of reported intervals (0.95: 2.5 %–97.5 %).
+        cv_folds: Folds of the held-out error (0: off, -1: leave-one-out).
+        seed: Seed of the resampling and of the folds.
+        keep_samples: Bootstrap parameter draws kept in an exported law (the rest
+            are summarised by intervals and the covariance).
+    """
+
+    huber_delta: float = HUBER_DELTA
+    n_starts: int | None = 32
+    method: str = "L-BFGS-B"
+    ftol: float = 1e-12
+    gtol: float = 1e-8
+    maxiter: int = 5000
+    bootstrap: int = 200
+    bootstrap_starts: int = 1
+    level: float = 0.95
+    cv_folds: int = 5
+    seed: int = 0
+    keep_samples: int = 200
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.huber_delta, (int, float)) and self.huber_delta > 0):
+            raise ValueError(f"FitOptions.huber_delta: must be > 0, got {self.huber_delta!r}")
+        if self.n_starts is not None and (not isinstance(self.n_starts, int) or self.n_starts < 1):
+            raise ValueError(f"FitOptions.n_starts: must be an integer >= 1 or None, got {self.n_starts!r}")
+        if self.method not in ("L-BFGS-B", "BFGS"):
+            raise ValueError(f"FitOptions.method: must be 'L-BFGS-B' or 'BFGS', got {self.method!r}")
+        for name in ("ftol", "gtol"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v > 0):
+                raise ValueError(f"FitOptions.{name}: must be > 0, got {v!r}")
+        for name, low in (("maxiter", 1), ("bootstrap", 0), ("bootstrap_starts", 1), ("keep_samples", 0)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise ValueError(f"FitOptions.{name}: must be an integer >= {low}, got {v!r}")
+        if not (isinstance(self.level, float) and 0.0 < self.level < 1.0):
+            raise ValueError(f"FitOptions.level: must be a float in (0, 1), got {self.level!r}")
+        if not isinstance(self.cv_folds, int) or self.cv_folds < -1 or self.cv_folds == 1:
+            raise ValueError(f"FitOptions.cv_folds: must be 0 (off), -1 (leave-one-out) or >= 2, got {self.cv_folds!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"FitOptions.seed: must be a non-negative integer, got {self.seed!r}")
+
+    def replace(self, **changes: object) -> "FitOptions":
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, object]) -> "FitOptions":
+        known = {f.name for f in dataclasses.fields(FitOptions)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"FitOptions: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return FitOptions(**d)  # type: ignore[arg-type]
+
+
+class Model(Protocol):
+    """What the fitter needs to know about a law.
+
+    Attributes:
+        names: Internal parameter names, the order of θ.
+        log_space: Whether ``value`` returns log L̂ (the targets are then log y).
+    """
+
+    names: tuple[str, ...]
+    log_space: bool
+
+    def value(self, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """The law in the fitting space.
+
+        Args:
+            theta: ``[..., p]`` parameter vectors.
+            x: ``[n, d]`` inputs.
+
+        Returns:
+            ``[..., n]`` predictions (log L̂ when ``log_space``).
+        """
+        ...
+
+    def jacobian(self, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """``[n, p]`` derivative of ``value(theta, x)`` with respect to θ ``[p]``.
+
+        A model may also define ``value_and_jacobian(theta [p], x) -> ([n], [n, p])``
+        to share work between the two; the fitter uses it when present.
+        """
+        ...
+
+    def initial_grid(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """``[G, p]`` initial points; may depend on the data ``x [n, d]``, ``y [n]`` (natural units)."""
+        ...
+
+    def bounds(self) -> list[tuple[float | None, float | None]] | None:
+        """Box bounds on θ for L-BFGS-B, or ``None``."""
+        ...
+
+
+def logsumexp_terms(terms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stable log Σ_k exp(terms[k]) and the softmax weights.
+
+    Args:
+        terms: ``[k, ...]`` log-terms.
+
+    Returns:
+        ``(lse [...], weights [k, ...])``; the weights are d lse / d terms.
+    """
+    m = np.max(terms, axis=0)
+    m = np.where(np.isfinite(m), m, 0.0)
+    e = np.exp(terms - m)
+    s = e.sum(axis=0)
+    return m + np.log(s), e / s
+
+
+def huber(r: np.ndarray, delta: float) -> np.ndarray:
+    """Huber loss of residuals ``r`` (any shape): quadratic within δ, linear outside."""
+    a = np.abs(r)
+    return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+
+
+def huber_objective(model: Model, theta: np.ndarray, x: np.ndarray, target: np.ndarray, delta: float) -> tuple[float, np.ndarray]:
+    """Σ Huber(value - target) and its gradient with respect to θ.
+
+    This is the objective as Hoffmann et al. state it; the optimiser minimises it
+    divided by ``δ · n`` so that tolerances mean the same for every law and table.
+
+    Args:
+        model: The law.
+        theta: ``[p]`` parameters.
+        x: ``[n, d]`` inputs.
+        target: ``[n]`` observations in the fitting space.
+        delta: Huber threshold.
+
+    Returns:
+        ``(objective, gradient [p])``.
+    """
+    both = getattr(model, "value_and_jacobian", None)
+    if both is not None:
+        f, jac = both(theta, x)
+    else:
+        f, jac = model.value(theta, x), None
+    r = f - target
+    if not np.all(np.isfinite(r)):
+        return math.inf, np.zeros_like(theta)
+    psi = np.clip(r, -delta, delta)  # dHuber/dr
+    if jac is None:
+        jac = model.jacobian(theta, x)
+    return float(huber(r, delta).sum()), jac.T @ psi
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """A fitted model: the optimum, how it was reached, and its uncertainty.
+
+    Attributes:
+        theta: ``[p]`` best internal parameters.
+        names: Internal parameter names.
+        objective: Σ Huber(residuals) at ``theta``.
+        residuals: ``[n]`` observation minus prediction, in the fitting space.
+        predictions: ``[n]`` predictions in natural units.
+        converged: Whether the best start ended at a stationary point.
+        n_iter: Iterations of the best start.
+        message: The optimiser's message for the best start.
+        grad_norm: Largest gradient component of the scaled objective at ``theta``.
+        n_starts: Starts optimised.
+        optima: ``[k, p]`` distinct local optima found, best first.
+        bootstrap: ``[B, p]`` parameters refitted on resamples of the runs, or ``None``.
+        bootstrap_failed: Resamples whose refit failed (left out of ``bootstrap``).
+        cv_rmse: Held-out root-mean-square error in natural units, or ``None``.
+        cv_folds: Folds used for ``cv_rmse`` (``n`` for leave-one-out; 0 when skipped).
+        log_space: Whether residuals are in log space.
+        options: The options used.
+    """
+
+    theta: np.ndarray
+    names: tuple[str, ...]
+    objective: float
+    residuals: np.ndarray
+    predictions: np.ndarray
+    converged: bool
+    n_iter: int
+    message: str
+    grad_norm: float
+    n_starts: int
+    optima: np.ndarray
+    bootstrap: np.ndarray | None
+    bootstrap_failed: int
+    cv_rmse: float | None
+    cv_folds: int
+    log_space: bool
+    options: FitOptions
+
+    @property
+    def n_points(self) -> int:
+        return int(self.residuals.shape[0])
+
+    @property
+    def rmse(self) -> float:
+        """Root-mean-square residual in the fitting space."""
+        return float(np.sqrt(np.mean(self.residuals**2)))
+
+    @property
+    def residual_scale(self) -> float:
+        """Robust standard deviation of the residuals (1.4826 · MAD), in the fitting space."""
+        r = self.residuals
+        return float(1.4826 * np.median(np.abs(r - np.median(r))))
+
+
+def fit_model(
+    model: Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    options: FitOptions | None = None,
+    strata: np.ndarray | None = None,
+    warm_starts: np.ndarray | None = None,
+) -> FitResult:
+    """Fit a law to data by robust multi-start optimisation, with bootstrap and held-out error.
+
+    Args:
+        model: The law to fit.
+        x: ``[n, d]`` (or ``[n]``) inputs.
+        y: ``[n]`` observations in natural units (positive for log-space laws).
+        options: Fit options; defaults to :class:`FitOptions()`.
+        strata: ``[n]`` labels; bootstrap resamples and folds are drawn within each
+            label (for tied fits, every curve stays represented).
+        warm_starts: ``[s, p]`` extra initial points tried beside the grid.
+
+    Returns:
+        The fit.
+
+    Raises:
+        ValueError: bad shapes or non-finite data, or non-positive ``y`` for a log-space law.
+        FitError: fewer points than parameters, or no start that ended with a finite objective.
+    """
+    opts = options or FitOptions()
+    x, y = _check_data(model, x, y)
+    n, p = x.shape[0], len(model.names)
+    if n < p:
+        raise FitError(f"{n} points cannot determine {p} parameters ({', '.join(model.names)})")
+    target = np.log(y) if model.log_space else y
+    grid = np.asarray(model.initial_grid(x, y), dtype=float)
+    if warm_starts is not None:
+        grid = np.vstack([np.asarray(warm_starts, dtype=float).reshape(-1, p), grid])
+    starts = _screen(model, grid, x, target, opts)
+    runs = _run_starts(model, x, target, starts, opts)
+    if not runs:
+        raise FitError(f"no start of {len(starts)} reached a finite objective")
+    best = runs[0]
+    theta = np.asarray(best.x, dtype=float)
+    optima = _distinct_optima([r.x for r in runs])
+    objective, grad = huber_objective(model, theta, x, target, opts.huber_delta)
+    fitted = model.value(theta, x)
+    samples, failed = _bootstrap(model, x, target, optima, opts, strata)
+    cv_rmse, folds = _cross_validate(model, x, y, target, optima, opts, strata)
+    return FitResult(
+        theta=theta,
+        names=tuple(model.names),
+        objective=objective,
+        residuals=target - fitted,
+        predictions=np.exp(fitted) if model.log_space else fitted,
+        converged=_converged(best, grad, opts, n),
+        n_iter=int(getattr(best, "nit", 0)),
+        message=str(best.message),
+        grad_norm=float(np.max(np.abs(_project(grad / (opts.huber_delta * n), theta, model.bounds())))),
+        n_starts=len(starts),
+        optima=optima,
+        bootstrap=samples,
+        bootstrap_failed=failed,
+        cv_rmse=cv_rmse,
+        cv_folds=folds,
+        log_space=model.log_space,
+        options=opts,
+    )
+
+
+def _check_data(model: Model, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float).reshape(-1)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"x must be [n, d] with n = len(y) = {y.shape[0]}, got shape {x.shape}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("inputs and observations must be finite numbers")
+    if model.log_space and np.any(y <= 0):
+        raise ValueError("a log-space law needs positive observations")
+    return x, y
+
+
+def _scaled(theta: np.ndarray, model: Model, x: np.ndarray, target: np.ndarray, delta: float) -> tuple[float, np.ndarray]:
+    # Mean Huber / δ is about the mean |residual| in the linear regime: the same
+    # tolerances then suit every law, table size and δ.
+    f, g = huber_objective(model, theta, x, target, delta)
+    scale = 1.0 / (delta * x.shape[0])
+    if not math.isfinite(f):
+        return 1e300, np.zeros_like(theta)
+    return f * scale, g * scale
+
+
+def _screen(model: Model, grid: np.ndarray, x: np.ndarray, target: np.ndarray, opts: FitOptions) -> np.ndarray:
+    """The ``n_starts`` grid points ``[s, p]`` with the smallest objective."""
+    grid = _clip(grid, model.bounds())
+    if opts.n_starts is None or grid.shape[0] <= opts.n_starts:
+        return grid
+    scores = np.empty(grid.shape[0])
+    for i in range(0, grid.shape[0], _SCREEN_BLOCK):
+        block = grid[i : i + _SCREEN_BLOCK]
+        with np.errstate(over="ignore", invalid="ignore"):
+            r = model.value(block, x) - target
+        s = huber(r, opts.huber_delta).sum(axis=-1)
+        scores[i : i + _SCREEN_BLOCK] = np.where(np.isfinite(s), s, np.inf)
+    order = np.argsort(scores, kind="stable")[: opts.n_starts]
+    return grid[order]
+
+
+def _clip(grid: np.ndarray, bounds: list[tuple[float | None, float | None]] | None) -> np.ndarray:
+    if not bounds:
+        return grid
+    lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
+    hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
+    return np.clip(grid, lo, hi)
+
+
+def _run_starts(model: Model, x: np.ndarray, target: np.ndarray, starts: np.ndarray, opts: FitOptions) -> list:
+    """Optimise from every start; the results with a finite objective, best first."""
+    bounds = model.bounds() if opts.method == "L-BFGS-B" else None
+    if opts.method == "L-BFGS-B":
+        settings = {"ftol": opts.ftol, "gtol": opts.gtol, "maxiter": opts.maxiter, "maxfun": 4 * opts.maxiter, "maxcor": 20, "maxls": 50}
+    else:
+        settings = {"gtol": opts.gtol, "maxiter": opts.maxiter}
+    runs = []
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for s in starts:
+            res = minimize(_scaled, s, args=(model, x, target, opts.huber_delta), jac=True, method=opts.method, bounds=bounds, options=settings)
+            if np.isfinite(res.fun) and res.fun < 1e299:
+                runs.append(res)
+    runs.sort(key=lambda r: r.fun)
+    return runs
+
+
+def _project(grad: np.ndarray, theta: np.ndarray, bounds: list[tuple[float | None, float | None]] | None) -> np.ndarray:
+    """The gradient with components pushing into an active bound removed (KKT check)."""
+    if not bounds:
+        return grad
+    g = grad.copy()
+    for j, (lo, hi) in enumerate(bounds):
+        if lo is not None and theta[j] <= lo + 1e-12 and g[j] > 0:
+            g[j] = 0.0
+        if hi is not None and theta[j] >= hi - 1e-12 and g[j] < 0:
+            g[j] = 0.0
+    return g
+
+
+def _converged(res: object, grad: np.ndarray, opts: FitOptions, n: int) -> bool:
+    # L-BFGS-B reports ABNORMAL_TERMINATION_IN_LNSRCH when it is already at the optimum
+    # to machine precision; a small projected gradient is the honest test.
+    if getattr(res, "success", False):
+        return True
+    theta = np.asarray(getattr(res, "x"))
+    return bool(np.max(np.abs(grad)) / (opts.huber_delta * n) <= max(1e3 * opts.gtol, 1e-6)) and np.all(np.isfinite(theta))
+
+
+def _distinct_optima(thetas: Sequence[np.ndarray], limit: int = 8) -> np.ndarray:
+    kept: list[np.ndarray] = []
+    for t in thetas:
+        t = np.asarray(t, dtype=float)
+        if all(not np.allclose(t, k, rtol=1e-4, atol=1e-6) for k in kept):
+            kept.append(t)
+        if len(kept) >= limit:
+            break
+    return np.stack(kept)
+
+
+def _resample(rng: np.random.Generator, n: int, strata: np.ndarray | None) -> np.ndarray:
+    if strata is None:
+        return rng.integers(0, n, size=n)
+    parts = []
+    for s in np.unique(strata):
+        rows = np.flatnonzero(strata == s)
+        parts.append(rows[rng.integers(0, rows.size, size=rows.size)])
+    return np.concatenate(parts)
+
+
+def _bootstrap(model: Model, x: np.ndarray, target: np.ndarray, optima: np.ndarray, opts: FitOptions, strata: np.ndarray | None) -> tuple[np.ndarray | None, int]:
+    if opts.bootstrap == 0:
+        return None, 0
+    rng = np.random.default_rng(opts.seed)
+    starts = optima[: opts.bootstrap_starts]
+    samples, failed = [], 0
+    for _ in range(opts.bootstrap):
+        idx = _resample(rng, x.shape[0], strata)
+        runs = _run_starts(model, x[idx], target[idx], starts, opts)
+        if runs:
+            samples.append(np.asarray(runs[0].x, dtype=float))
+        else:
+            failed += 1
+    return (np.stack(samples) if samples else None), failed
+
+
+def _folds(rng: np.random.Generator, n: int, k: int, strata: np.ndarray | None) -> list[np.ndarray]:
+    fold_of = np.empty(n, dtype=int)
+    groups = [np.arange(n)] if strata is None else [np.flatnonzero(strata == s) for s in np.unique(strata)]
+    offset = 0
+    for rows in groups:
+        perm = rng.permutation(rows)
+        fold_of[perm] = (np.arange(perm.size) + offset) % k
+        offset += perm.size
+    return [np.flatnonzero(fold_of == f) for f in range(k)]
+
+
+def _cross_validate(
+    model: Model, x: np.ndarray, y: np.ndarray, target: np.ndarray, optima: np.ndarray, opts: FitOptions, strata: np.ndarray | None
+) -> tuple[float | None, int]:
+    n, p = x.shape[0], len(model.names)
+    if opts.cv_folds == 0:
+        return None, 0
+    k = n if opts.cv_folds == -1 else min(opts.cv_folds, n)
+    folds = _folds(np.random.default_rng(opts.seed + 1), n, k, strata)
+    if n - max(f.size for f in folds) < p + 1:
+        return None, 0  # too few points left to refit without leaving the law undetermined
+    starts = optima[: opts.bootstrap_starts]
+    errors = np.empty(n)
+    for test in folds:
+        train = np.setdiff1d(np.arange(n), test)
+        runs = _run_starts(model, x[train], target[train], starts, opts)
+        if not runs:
+            return None, 0
+        pred = model.value(np.asarray(runs[0].x), x[test])
+        errors[test] = y[test] - (np.exp(pred) if model.log_space else pred)
+    return float(np.sqrt(np.mean(errors**2))), k
+
+
+class TiedModel:
+    """Several curves of one model fitted together, some parameters shared by all curves.
+
+    The inputs gain a first column: the curve index ``c`` in ``0..C-1``. θ holds the
+    tied parameters first, then each curve's free parameters, named ``"name[c]"``.
+
+    Args:
+        base: The law of one curve.
+        n_curves: Number of curves C.
+        tied: Names of the parameters of ``base`` that every curve shares.
+    """
+
+    def __init__(self, base: Model, n_curves: int, tied: Sequence[str]) -> None:
+        unknown = [t for t in tied if t not in base.names]
+        if unknown:
+            raise ValueError(f"tied: unknown parameter(s) {unknown}; the law has {list(base.names)}")
+        if n_curves < 1:
+            raise ValueError(f"n_curves must be >= 1, got {n_curves}")
+        self.base = base
+        self.n_curves = n_curves
+        self.tied = tuple(tied)
+        self.free = tuple(nm for nm in base.names if nm not in self.tied)
+        self.log_space = base.log_space
+        self.names = self.tied + tuple(f"{nm}[{c}]" for c in range(n_curves) for nm in self.free)
+        t, f = len(self.tied), len(self.free)
+        self.index = np.array(
+            [[self.tied.index(nm) if nm in self.tied else t + c * f + self.free.index(nm) for nm in base.names] for c in range(n_curves)],
+            dtype=int,
+        )
+
+    def curve_theta(self, theta: np.ndarray, c: int) -> np.ndarray:
+        """The base parameters ``[..., p]`` of curve ``c`` from composite ``theta [..., P]``."""
+        return np.asarray(theta)[..., self.index[c]]
+
+    def value(self, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+        cid = x[:, 0].astype(int)
+        rows = getattr(self.base, "rows_value_and_jacobian", None)
+        if rows is not None:
+            return rows(np.asarray(theta)[..., self.index[cid]], x[:, 1:])[0]
+        out = np.empty(np.shape(theta)[:-1] + (x.shape[0],))
+        for c in np.unique(cid):
+            rows = cid == c
+            out[..., rows] = self.base.value(self.curve_theta(theta, c), x[rows, 1:])
+        return out
+
+    def jacobian(self, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+        return self.value_and_jacobian(theta, x)[1]
+
+    def value_and_jacobian(self, theta: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cid = x[:, 0].astype(int)
+        rows = getattr(self.base, "rows_value_and_jacobian", None)
+        if rows is not None:
+            idx = self.index[cid]  # [n, p]: composite column of each row's parameters
+            value, rows_jac = rows(np.asarray(theta)[idx], x[:, 1:])
+            jac = np.zeros((x.shape[0], len(self.names)))
+            jac[np.arange(x.shape[0])[:, None], idx] = rows_jac
+            return value, jac
+        return self.value(theta, x), self._looped_jacobian(theta, x)
+
+    def _looped_jacobian(self, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+        cid = x[:, 0].astype(int)
+        jac = np.zeros((x.shape[0], len(self.names)))
+        for c in np.unique(cid):
+            rows = np.flatnonzero(cid == c)
+            jac[np.ix_(rows, self.index[c])] = self.base.jacobian(self.curve_theta(theta, c), x[rows, 1:])
+        return jac
+
+    def initial_grid(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Starts from separate per-curve fits: tied values at their median, then at each curve's own value."""
+        cid = x[:, 0].astype(int)
+        quick = FitOptions(n_starts=2, bootstrap=0, cv_folds=0, maxiter=300)  # starts only; the joint fit finishes the job
+        per_curve = np.empty((self.n_curves, len(self.base.names)))
+        for c in range(self.n_curves):
+            rows = cid == c
+            xc, yc = x[rows, 1:], y[rows]
+            tc = np.log(yc) if self.log_space else yc
+            starts = _screen(self.base, np.asarray(self.base.initial_grid(xc, yc), dtype=float), xc, tc, quick)
+            runs = _run_starts(self.base, xc, tc, starts, quick)
+            per_curve[c] = runs[0].x if runs else starts[0]
+        tied_cols = [self.base.names.index(t) for t in self.tied]
+        candidates = [np.median(per_curve[:, tied_cols], axis=0)] + [per_curve[c, tied_cols] for c in range(min(self.n_curves, 4))]
+        grid = []
+        for tied_values in candidates:
+            theta = np.empty(len(self.names))
+            for c in range(self.n_curves):
+                theta[self.index[c]] = per_curve[c]
+            theta[: len(self.tied)] = tied_values
+            grid.append(theta)
+        return np.stack(grid)
+
+    def bounds(self) -> list[tuple[float | None, float | None]] | None:
+        base = self.base.bounds()
+        if not base:
+            return None
+        out: list[tuple[float | None, float | None]] = [(None, None)] * len(self.names)
+        for c in range(self.n_curves):
+            for j, col in enumerate(self.index[c]):
+                out[col] = base[j]
+        return out
+
+
+def fit_tied(
+    base: Model,
+    xs: Sequence[np.ndarray],
+    ys: Sequence[np.ndarray],
+    tied: Sequence[str],
+    options: FitOptions | None = None,
+) -> tuple[FitResult, TiedModel]:
+    """Fit several curves of one law with some parameters shared.
+
+    Bootstrap resamples are drawn within each curve. Held-out error is off unless
+    ``options.cv_folds`` asks for it (a curve with few points cannot spare one).
+
+    Args:
+        base: The law of one curve.
+        xs: Per-curve inputs, each ``[n_c, d]`` or ``[n_c]``.
+        ys: Per-curve observations ``[n_c]``.
+        tied: Names of the shared parameters.
+        options: Fit options.
+
+    Returns:
+        ``(fit, model)``; ``model.curve_theta(fit.theta, c)`` gives curve ``c``'s parameters.
+    """
+    if len(xs) != len(ys) or not xs:
+        raise ValueError(f"need one y per x and at least one curve, got {len(xs)} x and {len(ys)} y")
+    model = TiedModel(base, len(xs), tied)
+    parts_x, parts_y, cid = [], [], []
+    for c, (xc, yc) in enumerate(zip(xs, ys)):
+        xc = np.asarray(xc, dtype=float)
+        xc = xc[:, None] if xc.ndim == 1 else xc
+        parts_x.append(xc)
+        parts_y.append(np.asarray(yc, dtype=float).reshape(-1))
+        cid.append(np.full(xc.shape[0], c))
+    curve = np.concatenate(cid)
+    x = np.column_stack([curve, np.vstack(parts_x)])
+    opts = options or FitOptions(cv_folds=0)
+    return fit_model(model, x, np.concatenate(parts_y), opts, strata=curve), model

@@ -1,0 +1,200 @@
+"""ProxyEvaluator: a candidate becomes a trained proxy GPT and its per-domain validation losses."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from mixsearch.candidate import Candidate, EvaluationError, TrialResult
+from mixsearch.proxy.corpus import DEFAULT_MAX_BYTES_PER_DOMAIN, DEFAULT_VOCAB_SIZE, Corpus, build_corpus
+from mixsearch.proxy.train import ProxyRunResult, TrainConfig
+from mixsearch.study import Domain, Objective, Rung, StudyError
+
+if TYPE_CHECKING:
+    from mixsearch.propose.base import Pool
+    from mixsearch.study import Study
+
+# Options that shape the corpus, options that shape training (TrainConfig fields), and
+# options that only say where or how fast to run (they do not enter the snapshot id).
+CORPUS_OPTIONS = ("vocab_size", "max_bytes_per_domain", "cache_dir")
+TRAIN_OPTIONS = tuple(TrainConfig.__dataclass_fields__)
+RUN_OPTIONS = ("device", "compile", "max_pack")
+
+
+class ProxyEvaluator:
+    """Trains a proxy on each candidate's mixture at its rung's size and token budget.
+
+    Construction is cheap and the object pickles small (Ray ships it); :meth:`prepare`
+    builds or finds the cached corpus.
+
+    Args:
+        domains: The study's domains (name and source), in weight order.
+        objective: Turns per-domain losses into the study objective.
+        options: Evaluator options: ``device``, ``seq_len``, ``batch_size``, ``lr``,
+            ``eval_tokens``, ``compile``, ``vocab_size``, ``max_bytes_per_domain``,
+            ``cache_dir``, ``max_pack``, and any other :class:`TrainConfig` field.
+
+    Raises:
+        StudyError: an unknown or invalid option, naming ``evaluator.options.<name>``.
+    """
+
+    def __init__(self, domains: Sequence[Domain], objective: Objective | None = None, options: Mapping[str, Any] | None = None) -> None:
+        self.domains = tuple(domains)
+        self.objective = objective or Objective()
+        self.options = dict(options or {})
+        known = set(CORPUS_OPTIONS) | set(TRAIN_OPTIONS) | set(RUN_OPTIONS)
+        for key in self.options:
+            if key not in known:
+                raise StudyError(f"evaluator.options.{key}", f"unknown proxy option; known: {', '.join(sorted(known))}")
+        try:
+            self.train_config = TrainConfig(**{k: v for k, v in self.options.items() if k in TRAIN_OPTIONS})
+        except (TypeError, ValueError) as exc:
+            raise StudyError("evaluator.options", str(exc)) from None
+        self._corpus: Corpus | None = None
+        self._expected_hash: str | None = None
+
+    @classmethod
+    def from_study(cls, study: "Study") -> "ProxyEvaluator":
+        """The evaluator a study's ``evaluator`` spec describes."""
+        return cls(study.domains, study.objective, study.evaluator.options)
+
+    # -- set-up ------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Build or load the corpus; cheap when cached. Idempotent.
+
+        Raises:
+            EvaluationError: this machine built a corpus that differs from the one the
+                evaluator was prepared with elsewhere (results would not be comparable).
+        """
+        if self._corpus is not None and (self._corpus.path / "manifest.json").is_file():
+            return
+        corpus = build_corpus(
+            self.domains,
+            cache_dir=self.options.get("cache_dir"),
+            vocab_size=int(self.options.get("vocab_size", DEFAULT_VOCAB_SIZE)),
+            max_bytes_per_domain=int(self.options.get("max_bytes_per_domain", DEFAULT_MAX_BYTES_PER_DOMAIN)),
+        )
+        if self._expected_hash is not None and corpus.hash != self._expected_hash:
+            raise EvaluationError(
+                f"corpus {corpus.hash} built here differs from {self._expected_hash} the study uses "
+                "(different Python version for demo:code, or changed files?)"
+            )
+        self._corpus = corpus
+        self._expected_hash = corpus.hash
+
+    @property
+    def corpus(self) -> Corpus:
+        """The prepared corpus (prepares on first use)."""
+        self.prepare()
+        assert self._corpus is not None
+        return self._corpus
+
+    def snapshot_id(self) -> str:
+        """Corpus content hash plus a hash of the training settings that change results."""
+        # Where and how fast a run goes (compile, logging) does not change what it learns.
+        settings = {k: v for k, v in self.train_config.as_dict().items() if k not in ("compile", "log_every")}
+        train = json.dumps(settings, sort_keys=True, default=str)
+        return f"{self.corpus.hash}-{hashlib.sha256(train.encode()).hexdigest()[:8]}"
+
+    def pool(self) -> "Pool | None":
+        """Any mixture can be trained: no pool."""
+        return None
+
+    # -- evaluation --------------------------------------------------------------------
+
+    def _train_kwargs(self) -> dict[str, Any]:
+        return {
+            **self.train_config.as_dict(),
+            "device": self.options.get("device", "auto"),
+        }
+
+    def evaluate(self, candidate: Candidate, rung: Rung) -> TrialResult:
+        """Train one proxy and score it.
+
+        Raises:
+            EvaluationError: the run diverged.
+        """
+        from mixsearch.proxy.batched import train_proxies
+
+        self._check(candidate, rung)
+        (run,) = train_proxies(self.corpus, [candidate.weights], rung.n_params, rung.tokens, [candidate.seed], **self._train_kwargs())
+        if run.diverged:
+            raise EvaluationError(run.diverged)
+        return self._result(run, rung)
+
+    def evaluate_many(self, candidates: Sequence[Candidate], rungs: Sequence[Rung]) -> list[TrialResult | EvaluationError]:
+        """Train candidates that share a rung together (batched proxies).
+
+        Returns:
+            One entry per candidate, in order: its result, or an
+            :class:`EvaluationError` in place of a proxy that diverged (its pack-mates
+            are unaffected).
+        """
+        from mixsearch.proxy.batched import train_proxies
+
+        if len(candidates) != len(rungs):
+            raise ValueError(f"evaluate_many: {len(candidates)} candidates but {len(rungs)} rungs")
+        out: list[TrialResult | EvaluationError | None] = [None] * len(candidates)
+        groups: dict[str, list[int]] = {}
+        for i, (c, r) in enumerate(zip(candidates, rungs)):
+            self._check(c, r)
+            groups.setdefault(r.name, []).append(i)
+        for idx in groups.values():
+            rung = rungs[idx[0]]
+            runs = train_proxies(
+                self.corpus,
+                [candidates[i].weights for i in idx],
+                rung.n_params,
+                rung.tokens,
+                [candidates[i].seed for i in idx],
+                max_pack=self.options.get("max_pack"),
+                **self._train_kwargs(),
+            )
+            for i, run in zip(idx, runs):
+                out[i] = EvaluationError(run.diverged) if run.diverged else self._result(run, rung)
+        return out  # type: ignore[return-value]
+
+    def _check(self, candidate: Candidate, rung: Rung) -> None:
+        if rung.n_params is None or rung.tokens is None:
+            raise ValueError(f"rung {rung.name!r}: a proxy rung needs n_params and tokens")
+        if len(candidate.weights) != len(self.domains):
+            raise ValueError(f"candidate has {len(candidate.weights)} weights for {len(self.domains)} domains")
+
+    def _result(self, run: ProxyRunResult, rung: Rung) -> TrialResult:
+        model = run.config["model"]
+        metrics = {
+            "n_params": run.n_params,
+            "n_params_total": run.n_params_total,
+            "n_layer": model["n_layer"],
+            "n_head": model["n_head"],
+            "d_model": model["d_model"],
+            "tokens": run.tokens,
+            "flops": run.flops,
+            "tokens_per_s": run.tokens_per_s,
+            "device": run.device,
+            "steps": run.config["train"]["steps"],
+            "lr": run.config["train"]["lr"],
+            "pack_size": run.pack_size,
+            "domain_tokens": dict(run.domain_tokens),
+            "finished_at": time.time(),
+        }
+        return TrialResult(
+            domain_losses=dict(run.domain_losses),
+            objective=self.objective.value(run.domain_losses),
+            cost=rung.run_cost,
+            seconds=run.seconds,
+            curve=[(float(t), float(v)) for t, v in run.curve],
+            metrics=metrics,
+        )
+
+    # -- pickling ----------------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The corpus is re-opened (or rebuilt) where the evaluator lands; only the
+        # expected hash travels, so a mismatching rebuild is caught.
+        state = dict(self.__dict__)
+        state["_corpus"] = None
+        return state

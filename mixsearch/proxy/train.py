@@ -1,0 +1,553 @@
+"""Train ProxyModels on mixtures and measure their per-domain validation loss.
+
+The loop reads top to bottom: sample a batch per model in its mixture's proportions,
+forward, backward, clip each model's gradient, AdamW step, and every ``log_every``
+steps read the accumulated loss off the device (the only host sync) to record the
+curve and catch divergence. One loop serves one proxy (:func:`train_proxy`) and many
+(:func:`mixsearch.proxy.batched.train_proxies`): it always trains ``P`` stacked models.
+
+Speed on a GPU: bf16 autocast, ``torch.compile``, fused AdamW, batches prepared by a
+background thread in pinned memory and copied without blocking. On a CPU the same code
+runs in fp32.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from mixsearch.candidate import EvaluationError
+from mixsearch.proxy.corpus import Corpus
+from mixsearch.proxy.model import ModelConfig, ProxyModel, size_config
+
+# Largest number of logits (P * rows * T * V) one evaluation forward may hold.
+_EVAL_LOGITS = 1 << 26
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How proxies are trained (the model size and token budget come per run).
+
+    Attributes:
+        seq_len: Context length T of training and evaluation windows.
+        batch_size: Sequences per step per model B.
+        lr: Peak learning rate; ``None`` picks :func:`default_lr` for the model width.
+        min_lr_ratio: Final learning rate as a fraction of the peak (cosine decay).
+        warmup_frac: Share of the steps spent warming up linearly from 0.
+        weight_decay: AdamW decoupled weight decay on matrices and embeddings.
+        betas: AdamW betas.
+        grad_clip: Per-model gradient-norm clip; ``0`` disables it.
+        eval_tokens: Held-out tokens per domain the validation loss is measured on
+            (the first ``eval_tokens`` of the domain's validation split: the same for
+            every run on the corpus).
+        log_every: Steps between curve points; ``None`` gives about 50 points.
+        compile: ``torch.compile`` the model; ``None`` means on for CUDA, off elsewhere.
+    """
+
+    seq_len: int = 256
+    batch_size: int = 16
+    lr: float | None = None
+    min_lr_ratio: float = 0.1
+    warmup_frac: float = 0.05
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    eval_tokens: int = 32768
+    log_every: int | None = None
+    compile: bool | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("seq_len", "batch_size", "eval_tokens"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"{name}: must be a positive integer, got {v!r}")
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"lr: must be a positive number, got {self.lr!r}")
+        if not 0.0 <= self.warmup_frac < 1.0:
+            raise ValueError(f"warmup_frac: must be in [0, 1), got {self.warmup_frac!r}")
+        if self.log_every is not None and (not isinstance(self.log_every, int) or self.log_every <= 0):
+            raise ValueError(f"log_every: must be a positive integer, got {self.log_every!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ProxyRunResult:
+    """What one proxy run measured.
+
+    Attributes:
+        domain_losses: Validation loss (nats/token) per domain name.
+        curve: Training loss over the run, ``[(tokens_seen, mean loss since last point)]``.
+        weights: The mixture trained on, in corpus domain order.
+        seed: Initialisation and data-order seed.
+        n_params: Non-embedding parameters N of the model actually built.
+        n_params_total: All parameters, embeddings included.
+        tokens: Training tokens D actually seen (whole steps of ``batch_size * seq_len``).
+        flops: ``6 * N * D``.
+        seconds: Wall time charged to this run (its share when trained in a pack).
+        tokens_per_s: ``tokens / seconds``.
+        device: Where it ran.
+        domain_tokens: Training tokens drawn from each domain.
+        config: Model shape and training settings.
+        diverged: Why the run diverged, or ``None``.
+        pack_size: Proxies trained together with this one (1 when alone).
+    """
+
+    domain_losses: dict[str, float]
+    curve: list[tuple[int, float]]
+    weights: tuple[float, ...]
+    seed: int
+    n_params: int
+    n_params_total: int
+    tokens: int
+    flops: float
+    seconds: float
+    tokens_per_s: float
+    device: str
+    domain_tokens: dict[str, int] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    diverged: str | None = None
+    pack_size: int = 1
+
+
+# -- data -----------------------------------------------------------------------------
+
+
+def normalise_weights(weights: Mapping[str, float] | Sequence[float], domains: Sequence[str]) -> np.ndarray:
+    """Mixture as a probability vector ``[K]`` in ``domains`` order.
+
+    Args:
+        weights: ``{domain: weight}`` (missing domains get 0) or a sequence in domain order.
+        domains: The corpus's domain names.
+
+    Raises:
+        ValueError: unknown domains, wrong length, negative or all-zero weights.
+    """
+    if isinstance(weights, Mapping):
+        unknown = set(weights) - set(domains)
+        if unknown:
+            raise ValueError(f"weights: unknown domains {sorted(unknown)}; the corpus has {list(domains)}")
+        w = np.array([float(weights.get(d, 0.0)) for d in domains])
+    else:
+        w = np.asarray([float(x) for x in weights], dtype=float)
+        if w.shape != (len(domains),):
+            raise ValueError(f"weights: expected {len(domains)} weights (one per domain {list(domains)}), got {len(w)}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError(f"weights: must be finite, non-negative and not all zero, got {w.tolist()}")
+    return w / w.sum()
+
+
+class MixtureSampler:
+    """Training windows drawn from the domains in a mixture's proportions.
+
+    Rows are assigned to domains deterministically so that, after ``n`` rows, domain
+    ``k`` has supplied ``w_k * n`` rows to within one (smooth weighted round-robin):
+    the realised mixture equals the requested one instead of scattering around it as
+    i.i.d. draws would. The order of rows within a batch and each window's position in
+    its domain are random, seeded by ``seed``. A domain of weight 0 is never drawn.
+
+    Args:
+        tokens: One uint16 token array ``[n_k]`` per domain.
+        weights: Mixture ``[K]`` (sums to 1).
+        seq_len: T; each window holds ``T + 1`` tokens (inputs and shifted targets).
+        batch_size: Rows per batch B.
+        seed: Seed of the window positions and row order.
+    """
+
+    def __init__(self, tokens: Sequence[np.ndarray], weights: np.ndarray, seq_len: int, batch_size: int, seed: int, names: Sequence[str] | None = None) -> None:
+        self.tokens = list(tokens)
+        self.weights = np.asarray(weights, dtype=float)
+        self.seq_len = seq_len
+        self.batch_size = batch_size
+        self.rng = np.random.default_rng([int(seed), 0x5EED])
+        self.counts = np.zeros(len(self.tokens), dtype=np.int64)
+        names = names or [str(k) for k in range(len(self.tokens))]
+        for k, (arr, w) in enumerate(zip(self.tokens, self.weights)):
+            if w > 0 and arr.shape[0] < seq_len + 1:
+                raise ValueError(f"domain {names[k]!r} has {arr.shape[0]} training tokens; need at least seq_len + 1 = {seq_len + 1}")
+
+    def _domains(self) -> np.ndarray:
+        out = np.empty(self.batch_size, dtype=np.int64)
+        active = self.weights > 0
+        for i in range(self.batch_size):
+            n = self.counts.sum() + 1
+            deficit = np.where(active, self.weights * n - self.counts, -np.inf)
+            k = int(np.argmax(deficit))
+            self.counts[k] += 1
+            out[i] = k
+        return self.rng.permutation(out)
+
+    def next_batch(self) -> np.ndarray:
+        """The next batch of windows, ``[B, T + 1]`` int32."""
+        rows = self._domains()
+        batch = np.empty((self.batch_size, self.seq_len + 1), dtype=np.int32)
+        span = np.arange(self.seq_len + 1)
+        for k in np.unique(rows):
+            sel = np.flatnonzero(rows == k)
+            arr = self.tokens[k]
+            starts = self.rng.integers(0, arr.shape[0] - self.seq_len, size=sel.size)
+            batch[sel] = arr[starts[:, None] + span]
+        return batch
+
+
+def eval_windows(corpus: Corpus, seq_len: int, eval_tokens: int) -> dict[str, np.ndarray]:
+    """Fixed validation windows per domain, ``{name: [n_windows, T + 1]}`` int32.
+
+    Windows tile the first ``eval_tokens`` held-out tokens with stride T (each token is
+    predicted once), so every run on the corpus is scored on the same tokens.
+
+    Raises:
+        ValueError: a domain has fewer than ``seq_len + 1`` validation tokens.
+    """
+    out = {}
+    for name in corpus.domains:
+        val = corpus.val_tokens(name)
+        n = min(eval_tokens, val.shape[0] - 1) // seq_len
+        if n < 1:
+            raise ValueError(
+                f"domain {name!r} has {val.shape[0]} validation tokens; need at least seq_len + 1 = {seq_len + 1} "
+                "(raise max_bytes_per_domain or lower seq_len)"
+            )
+        idx = np.arange(n)[:, None] * seq_len + np.arange(seq_len + 1)
+        out[name] = np.asarray(val[idx], dtype=np.int32)
+    return out
+
+
+class Prefetcher:
+    """Stacked batches ``[P, B, T + 1]`` for P samplers, made ahead of time.
+
+    On CUDA a background thread fills pinned host buffers and the copy to the device
+    does not block the host; elsewhere batches are made on demand (a thread would only
+    compete with the compute for the same cores).
+    """
+
+    def __init__(self, samplers: Sequence[MixtureSampler], device: torch.device, steps: int, depth: int = 3) -> None:
+        self.samplers = samplers
+        self.device = device
+        self.steps = steps
+        self._threaded = device.type == "cuda"
+        if self._threaded:
+            self._queue: queue.Queue = queue.Queue(maxsize=depth)
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._fill, daemon=True, name="mixsearch-prefetch")
+            self._thread.start()
+
+    def _make(self) -> torch.Tensor:
+        return torch.from_numpy(np.stack([s.next_batch() for s in self.samplers]))
+
+    def _fill(self) -> None:
+        try:
+            for _ in range(self.steps):
+                batch = self._make().pin_memory()
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            self._queue.put(exc)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for _ in range(self.steps):
+            if self._threaded:
+                item = self._queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item.to(self.device, non_blocking=True).long()
+            else:
+                yield self._make().to(self.device).long()
+
+    def close(self) -> None:
+        if self._threaded:
+            self._stop.set()
+            self._thread.join(timeout=5)
+
+
+# -- optimisation ---------------------------------------------------------------------
+
+
+def default_lr(cfg: ModelConfig) -> float:
+    """Peak learning rate for a width: ``6e-4 * 768 / d_model``, capped at 3e-3.
+
+    A 1/width rule anchored at GPT-2 small's 6e-4; small proxies get the cap.
+    """
+    return min(3e-3, 6e-4 * 768 / cfg.d_model)
+
+
+def lr_at(step: int, steps: int, peak: float, warmup_frac: float, min_ratio: float) -> float:
+    """Linear warm-up to ``peak`` then cosine decay to ``min_ratio * peak`` at the last step."""
+    warmup = max(1, int(round(warmup_frac * steps))) if warmup_frac > 0 else 0
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup - 1)
+    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def clip_grad_norm_per_model_(params: Sequence[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Clip each stacked model's gradient to ``max_norm`` in place (no host sync).
+
+    Args:
+        params: Parameters whose dim 0 indexes the P models.
+        max_norm: Largest allowed global gradient norm of one model.
+
+    Returns:
+        Each model's gradient norm before clipping, ``[P]``.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    norms = torch.stack([torch.linalg.vector_norm(g.float().flatten(1), dim=1) for g in grads])  # [n_params, P]
+    total = torch.linalg.vector_norm(norms, dim=0)  # [P]
+    coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(coef.view(-1, *([1] * (g.dim() - 1))).to(g.dtype))
+    return total
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} requested but CUDA is not available")
+    return dev
+
+
+# -- the loop -------------------------------------------------------------------------
+
+ProgressFn = Callable[[int, int, list[float]], None]
+StepFn = Callable[[torch.Tensor, float], torch.Tensor]
+
+
+def make_train_step(model: ProxyModel, train: TrainConfig, device: torch.device) -> StepFn:
+    """The optimisation step for ``model`` on ``device``: ``step(xy, lr) -> loss [P]``.
+
+    bf16 autocast, ``torch.compile`` and fused AdamW on CUDA; fp32 eager elsewhere
+    (``train.compile`` overrides the compile choice). The step never reads a value back
+    to the host, so GPU work queues up without stalls.
+
+    Args:
+        model: P stacked models, already on ``device``.
+        train: Training settings (weight decay, betas, clipping, compile).
+        device: The model's device.
+
+    Returns:
+        ``step(xy, lr)``: takes windows ``[P, B, T + 1]`` (long, on ``device``) and the
+        learning rate, updates the weights, returns each model's loss ``[P]`` (on device).
+    """
+    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
+    compiled = train.compile if train.compile is not None else device.type == "cuda"
+    forward = torch.compile(model) if compiled else model
+    opt = torch.optim.AdamW(model.decay_groups(train.weight_decay), lr=1e-3, betas=train.betas, fused=device.type == "cuda")
+    params = list(model.parameters())
+
+    def step(xy: torch.Tensor, lr: float) -> torch.Tensor:
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with autocast:
+            loss = forward(xy[..., :-1], xy[..., 1:])  # [P]
+        loss.sum().backward()  # each model's gradient is that of its own mean loss
+        if train.grad_clip > 0:
+            clip_grad_norm_per_model_(params, train.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    return step
+
+
+def eval_autocast(device: torch.device) -> Any:
+    """The autocast context evaluation runs under on ``device`` (bf16 on CUDA)."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def train_stack(
+    corpus: Corpus,
+    mixtures: Sequence[np.ndarray],
+    seeds: Sequence[int],
+    n_params: int,
+    tokens: int,
+    train: TrainConfig,
+    device: str | torch.device = "auto",
+    progress: ProgressFn | None = None,
+) -> list[ProxyRunResult]:
+    """Train P proxies of one size side by side, each on its own mixture and seed.
+
+    Args:
+        corpus: The corpus (domains, token files).
+        mixtures: P mixtures, each ``[K]`` on the simplex in corpus domain order.
+        seeds: P seeds (initialisation and data order).
+        n_params: Target non-embedding size; the ladder shape closest to it is built.
+        tokens: Training tokens per proxy; rounded to whole steps (at least one).
+        train: Training settings.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` …
+        progress: Called at each curve point with ``(step, steps, losses per model)``.
+
+    Returns:
+        P results, in input order; a diverged proxy has ``diverged`` set and NaN losses.
+    """
+    t_start = time.perf_counter()
+    dev = resolve_device(device)
+    P, domains = len(mixtures), corpus.domains
+    cfg = size_config(n_params, corpus.vocab_size, train.seq_len)
+    B, T = train.batch_size, train.seq_len
+    steps = max(1, int(round(tokens / (B * T))))
+    peak = train.lr if train.lr is not None else default_lr(cfg)
+    log_every = train.log_every or max(1, steps // 50)
+
+    # Same seed -> same initial weights and same data, alone or in a pack.
+    model = ProxyModel(cfg, P, seeds).to(dev)
+    step_fn = make_train_step(model, train, dev)
+    arrays = [corpus.train_tokens(d) for d in domains]
+    samplers = [MixtureSampler(arrays, m, T, B, s, domains) for m, s in zip(mixtures, seeds)]
+    windows = eval_windows(corpus, T, train.eval_tokens)
+
+    curve: list[list[tuple[int, float]]] = [[] for _ in range(P)]
+    diverged: list[str | None] = [None] * P
+    loss_sum = torch.zeros(P, device=dev)
+    since = 0
+    batches = Prefetcher(samplers, dev, steps)
+    model.train()
+    try:
+        for step, xy in enumerate(batches):
+            loss_sum += step_fn(xy, lr_at(step, steps, peak, train.warmup_frac, train.min_lr_ratio))
+            since += 1
+            if since == log_every or step == steps - 1:
+                means = (loss_sum / since).tolist()  # the one host sync, every log_every steps
+                loss_sum.zero_()
+                since = 0
+                seen = (step + 1) * B * T
+                for p, v in enumerate(means):
+                    curve[p].append((seen, float(v)))
+                    if diverged[p] is None and not math.isfinite(v):
+                        diverged[p] = f"diverged: training loss {v} at step {step + 1}/{steps} (peak lr {peak:.3g})"
+                if progress is not None:
+                    progress(step + 1, steps, means)
+                if all(diverged):
+                    break
+    finally:
+        batches.close()
+
+    losses = evaluate_losses(model, windows, dev, eval_autocast(dev)) if not all(diverged) else np.full((P, len(domains)), np.nan)
+    seconds = time.perf_counter() - t_start
+    D = steps * B * T
+    results = []
+    for p in range(P):
+        dl = {d: float(losses[p, k]) for k, d in enumerate(domains)}
+        reason = diverged[p]
+        if reason is None and not all(math.isfinite(v) for v in dl.values()):
+            reason = f"diverged: non-finite validation loss {dl} (peak lr {peak:.3g})"
+        counts = samplers[p].counts * T
+        results.append(
+            ProxyRunResult(
+                domain_losses=dl,
+                curve=curve[p],
+                weights=tuple(float(x) for x in mixtures[p]),
+                seed=int(seeds[p]),
+                n_params=cfg.n_params,
+                n_params_total=cfg.n_params_total,
+                tokens=D,
+                flops=6.0 * cfg.n_params * D,
+                seconds=seconds / P,
+                tokens_per_s=D * P / seconds,
+                device=str(dev),
+                domain_tokens={d: int(c) for d, c in zip(domains, counts)},
+                config={"model": asdict(cfg), "train": {**train.as_dict(), "lr": peak, "steps": steps, "log_every": log_every}},
+                diverged=reason,
+                pack_size=P,
+            )
+        )
+    return results
+
+
+@torch.no_grad()
+def evaluate_losses(model: ProxyModel, windows: Mapping[str, np.ndarray], device: torch.device, autocast: Any = None) -> np.ndarray:
+    """Mean validation loss of each stacked model on each domain's fixed windows.
+
+    Args:
+        model: P stacked models.
+        windows: ``{domain: [n, T + 1]}`` windows (the same for every model).
+        device: Where the model lives.
+        autocast: Autocast context for the forward (bf16 on CUDA), or None.
+
+    Returns:
+        ``[P, K]`` losses in nats/token, domains in ``windows`` order.
+    """
+    was_training = model.training
+    model.eval()
+    P, V = model.n_models, model.cfg.vocab_size
+    out = np.zeros((P, len(windows)))
+    for k, (name, win) in enumerate(windows.items()):
+        n, t = win.shape[0], win.shape[1] - 1
+        rows = max(1, _EVAL_LOGITS // (P * t * V))
+        total = torch.zeros(P, device=device, dtype=torch.float64)
+        for i in range(0, n, rows):
+            chunk = torch.from_numpy(win[i : i + rows]).to(device).long()  # [b, T+1]
+            xy = chunk.unsqueeze(0).expand(P, -1, -1)  # [P, b, T+1]: every model reads the same tokens
+            with autocast or nullcontext():
+                loss = model(xy[..., :-1], xy[..., 1:])  # [P]
+            total += loss.double() * chunk.shape[0]
+        out[:, k] = (total / n).cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def train_proxy(
+    corpus: Corpus,
+    weights: Mapping[str, float] | Sequence[float],
+    n_params: int,
+    tokens: int,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    seq_len: int = 256,
+    batch_size: int = 16,
+    lr: float | None = None,
+    eval_tokens: int = 32768,
+    compile: bool | None = None,
+    progress: ProgressFn | None = None,
+    **train_options: Any,
+) -> ProxyRunResult:
+    """Train one proxy on a mixture and measure its per-domain validation loss.
+
+    Args:
+        corpus: The corpus.
+        weights: ``{domain: weight}`` or weights in corpus domain order (normalised here).
+        n_params: Target non-embedding parameter count (the ladder picks the shape).
+        tokens: Training tokens D (rounded to whole steps).
+        seed: Initialisation and data-order seed.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` …
+        seq_len: Context length.
+        batch_size: Sequences per step.
+        lr: Peak learning rate (default: :func:`default_lr`).
+        eval_tokens: Held-out tokens per domain to score on.
+        compile: ``torch.compile`` (default: on for CUDA).
+        progress: Called at each curve point with ``(step, steps, [loss])``.
+        **train_options: Further :class:`TrainConfig` fields (``warmup_frac``, ``grad_clip`` …).
+
+    Returns:
+        The run's result.
+
+    Raises:
+        mixsearch.candidate.EvaluationError: the loss became NaN or infinite ("diverged: …").
+        ValueError: bad weights or settings, naming the field.
+    """
+    cfg = TrainConfig(seq_len=seq_len, batch_size=batch_size, lr=lr, eval_tokens=eval_tokens, compile=compile, **train_options)
+    w = normalise_weights(weights, corpus.domains)
+    (result,) = train_stack(corpus, [w], [seed], n_params, tokens, cfg, device, progress)
+    if result.diverged:
+        raise EvaluationError(result.diverged)
+    return result

@@ -1,0 +1,330 @@
+"""One self-contained HTML page for a study: summary, recommendation, figures, laws, trials.
+
+Images are embedded as base64 ``data:`` URIs and the style sheet is inline, so the
+page is a single file that opens anywhere (mail it, attach it to an issue) and needs
+no network. Every string from the study or the ledger is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import time
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from mixsearch import __version__
+from mixsearch.report.style import engineering, png_data_uri
+
+if TYPE_CHECKING:
+    from mixsearch.report.study import FigureBlock, StudyData
+
+MAX_TRIAL_ROWS = 60
+MAX_LAW_PARAMS = 16  # a mixing law over many domains has K² parameters; the JSON has them all
+
+CSS = """
+body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 0; color: #1d232a; background: #f6f7f9; }
+main { max-width: 1240px; margin: 0 auto; padding: 24px 32px 64px; background: #fff; }
+h1 { font-size: 26px; margin: 8px 0 4px; }
+h2 { font-size: 19px; margin: 36px 0 8px; border-bottom: 1px solid #e3e6ea; padding-bottom: 4px; }
+h3 { font-size: 15px; margin: 18px 0 6px; }
+.sub { color: #5b6570; font-size: 13px; margin-bottom: 12px; }
+table { border-collapse: collapse; font-size: 13px; margin: 6px 0 12px; }
+th, td { padding: 3px 10px; border-bottom: 1px solid #eceff2; text-align: right; }
+th { background: #f1f3f5; font-weight: 600; }
+td.l, th.l { text-align: left; }
+.cards { display: flex; flex-wrap: wrap; gap: 12px; margin: 12px 0; }
+.card { border: 1px solid #e3e6ea; border-radius: 6px; padding: 8px 14px; min-width: 150px; }
+.card .k { color: #5b6570; font-size: 12px; }
+.card .v { font-size: 18px; font-weight: 600; }
+.rec { border: 2px solid #1d232a; border-radius: 6px; padding: 10px 16px; display: inline-block; }
+.bar { display: inline-block; height: 10px; background: #3b75af; vertical-align: middle; }
+figure { margin: 8px 0 24px; }
+figure img { max-width: 100%; border: 1px solid #eceff2; }
+figcaption { color: #3d4650; font-size: 13px; max-width: 1000px; margin-top: 4px; line-height: 1.45; }
+.note { background: #fff7e6; border-left: 4px solid #e0a100; padding: 6px 10px; font-size: 13px; margin: 6px 0; }
+nav a { margin-right: 12px; font-size: 13px; }
+code { background: #f1f3f5; padding: 1px 4px; border-radius: 3px; }
+"""
+
+
+def esc(x: Any) -> str:
+    """HTML-escaped text of anything."""
+    return html.escape(str(x), quote=True)
+
+
+def fmt(x: Any, digits: int = 4) -> str:
+    """A table cell: floats to ``digits`` significant places, None/NaN as a dash."""
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            return "–"
+        return f"{x:.{digits}g}" if abs(x) >= 1e5 or (x != 0 and abs(x) < 1e-3) else f"{x:.{digits}f}".rstrip("0").rstrip(".") or "0"
+    return str(x)
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]], left: int = 1, raw_cols: Sequence[int] = ()) -> str:
+    """An HTML table.
+
+    Args:
+        header: Column names.
+        rows: Cell values (formatted with :func:`fmt`, then escaped).
+        left: How many leading columns are left-aligned (labels).
+        raw_cols: Columns whose cells are trusted HTML (already escaped).
+    """
+
+    def cell(tag: str, i: int, v: Any, raw: bool = False) -> str:
+        cls = ' class="l"' if i < left else ""
+        return f"<{tag}{cls}>{v if raw else esc(fmt(v))}</{tag}>"
+
+    head = "".join(cell("th", i, h) for i, h in enumerate(header))
+    body = "".join("<tr>" + "".join(cell("td", i, v, i in raw_cols) for i, v in enumerate(r)) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def cards(items: Sequence[tuple[str, str]]) -> str:
+    """A row of key/value cards."""
+    inner = "".join(f'<div class="card"><div class="k">{esc(k)}</div><div class="v">{esc(v)}</div></div>' for k, v in items)
+    return f'<div class="cards">{inner}</div>'
+
+
+def note_html(text: str) -> str:
+    return f'<div class="note">{esc(text)}</div>'
+
+
+def figure_html(block: "FigureBlock") -> str:
+    """A figure with its heading, embedded PNG, caption and note."""
+    parts = [f'<h2 id="{esc(block.key)}">{esc(block.title)}</h2>']
+    if block.note:
+        parts.append(note_html(block.note))
+    if block.png is not None and block.png.is_file() and not block.empty:
+        parts.append(
+            f'<figure><img alt="{esc(block.title)}" src="{png_data_uri(block.png)}">'
+            f"<figcaption>{esc(block.caption)} <span class=\"sub\">({esc(block.png.name)})</span></figcaption></figure>"
+        )
+    return "\n".join(parts)
+
+
+def page(title: str, subtitle: str, body: Sequence[str]) -> str:
+    """A complete HTML document."""
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{esc(title)}</title>"
+        f"<style>{CSS}</style></head><body><main>\n<h1>{esc(title)}</h1><div class=\"sub\">{esc(subtitle)}</div>\n"
+        + "\n".join(body)
+        + "\n</main></body></html>\n"
+    )
+
+
+# -- the study page ------------------------------------------------------------------
+
+
+def study_page(data: "StudyData", blocks: Sequence["FigureBlock"], ledger_url: str | None = None) -> str:
+    """The study report page.
+
+    Args:
+        data: What the report gathered.
+        blocks: Figures in page order.
+        ledger_url: The ledger, named in the subtitle (password hidden by the caller).
+    """
+    study = data.study
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    subtitle = f"generated {when} by mixsearch {__version__}"
+    if ledger_url:
+        subtitle += f" · ledger {ledger_url}"
+    snapshot = (data.export or {}).get("snapshot")
+    if snapshot:
+        subtitle += f" · data snapshot {snapshot}"
+    body = [
+        _nav(blocks),
+        _summary(data),
+        _recommendation(data),
+        _best_per_rung(data),
+        *[figure_html(b) for b in blocks],
+        _laws(data),
+        _notes(data),
+        _trials(data),
+    ]
+    return page(f"mixsearch report: {study.name}", subtitle, [b for b in body if b])
+
+
+def _nav(blocks: Sequence["FigureBlock"]) -> str:
+    links = [("summary", "Summary"), ("recommendation", "Recommendation")] + [(b.key, b.title) for b in blocks]
+    links += [("laws-summary", "Law parameters"), ("trials", "Trials")]
+    return "<nav>" + "".join(f'<a href="#{esc(k)}">{esc(t)}</a>' for k, t in links) + "</nav>"
+
+
+def _summary(data: "StudyData") -> str:
+    study = data.study
+    df = data.trials
+    counts = {s: int((df["state"] == s).sum()) if not df.empty else 0 for s in ("done", "failed", "running", "pending")}
+    spent = float(pd.to_numeric(df["cost"], errors="coerce").fillna(0).sum()) if not df.empty else 0.0
+    unit = data.cost_unit()
+    budget = study.budget
+    limits = []
+    if budget.max_trials:
+        limits.append(f"{budget.max_trials} trials")
+    if budget.max_cost:
+        limits.append(f"{engineering(budget.max_cost)} {unit}")
+    if budget.max_seconds:
+        limits.append(f"{budget.max_seconds:g} s")
+    target = study.ladder.target
+    target_text = target.name
+    if target.n_params and target.tokens:
+        target_text += f" (N={engineering(target.n_params)}, D={engineering(target.tokens)} tokens)"
+    items = [
+        ("trials done", str(counts["done"])),
+        ("failed", str(counts["failed"])),
+        ("running / pending", f"{counts['running']} / {counts['pending']}"),
+        (f"cost spent ({unit})", engineering(spent)),
+        ("budget", " or ".join(limits) or "–"),
+        ("target scale", target_text),
+    ]
+    rungs = [
+        (r.name, engineering(r.n_params) if r.n_params else "–", engineering(r.tokens) if r.tokens else "–", engineering(r.run_cost))
+        for r in (*study.ladder.rungs, target)
+    ]
+    obj = study.objective
+    objective = "mean validation loss over all domains" if obj.domain_weights is None else "weighted loss: " + ", ".join(
+        f"{d} × {w:g}" for d, w in obj.domain_weights.items()
+    )
+    details = [
+        ("domains", ", ".join(study.domain_names)),
+        ("objective", f"{objective} ({obj.direction})"),
+        ("proposer", f"{study.proposer.name} (batch {study.proposer.batch_size})"),
+        ("evaluator", study.evaluator.kind),
+        ("seed", str(study.seed)),
+    ]
+    return (
+        '<h2 id="summary">Summary</h2>'
+        + cards(items)
+        + table(["", ""], details)
+        + "<h3>Fidelity ladder</h3>"
+        + table(["rung", "N (params)", "D (tokens)", f"cost of one run ({unit})"], [list(r[:3]) + [r[3]] for r in rungs[:-1]]
+                + [[f"{target.name} (target)", rungs[-1][1], rungs[-1][2], rungs[-1][3]]])
+    )
+
+
+def _recommendation(data: "StudyData") -> str:
+    rec = (data.export or {}).get("recommendation")
+    head = '<h2 id="recommendation">Recommendation</h2>'
+    if not rec:
+        return head + note_html("No recommendation: the study has no done trial with a finite objective yet.")
+    rows = []
+    for d in data.domains:
+        w = float(rec["weights"].get(d, 0.0))
+        bar = f'<span class="bar" style="width:{max(w, 0) * 300:.0f}px"></span>'
+        rows.append([d, w, bar])
+    pred = rec.get("predicted_objective")
+    std = rec.get("std")
+    quantity, unit = data.objective_label()
+    line = f"for the target <b>{esc(rec.get('target'))}</b>, based on rung <b>{esc(rec.get('rung'))}</b>"
+    if pred is not None:
+        what = quantity.split(": ", 1)[-1]
+        line += f"; predicted {esc(what)} <b>{esc(fmt(pred))}</b>" + (f" ± {esc(fmt(std))}" if std is not None else "")
+        line += f" {esc(unit or '')}"
+    return head + f'<div class="rec"><p>{line}</p>' + table(["domain", "weight", ""], rows, raw_cols=(2,)) + "</div>"
+
+
+def _best_per_rung(data: "StudyData") -> str:
+    best = (data.export or {}).get("best_per_rung") or {}
+    if not best:
+        return ""
+    num = {}
+    if not data.trials.empty:
+        num = dict(zip(data.trials["trial_id"], data.trials["number"]))
+    rows = [
+        [rung, b.get("n_trials"), num.get(b.get("trial_id"), "–"), b.get("objective"), *[b["weights"].get(d) for d in data.domains]]
+        for rung, b in best.items()
+    ]
+    return "<h3>Best observed mixture per rung</h3>" + table(["rung", "done trials", "trial #", "objective", *data.domains], rows)
+
+
+def _laws(data: "StudyData") -> str:
+    export = data.export or {}
+    laws: list[Mapping[str, Any]] = export.get("laws") or []
+    skipped: list[str] = export.get("laws_skipped") or []
+    parts = ['<h2 id="laws-summary">Laws: parameters and fit quality</h2>']
+    if not laws:
+        parts.append(note_html("No law was fitted on this study's runs."))
+    for law in laws:
+        parts.append(_law_table(law))
+    for s in skipped:
+        parts.append(note_html(f"skipped: {s}"))
+    parts.append(
+        '<p class="sub">Each law is stored in the export JSON in schema <code>mixsearch.law/v1</code>; '
+        "a planner reads it with <code>mixsearch.laws.load(path).predict(...)</code> (see docs/laws.md).</p>"
+    )
+    return "\n".join(parts)
+
+
+def _law_table(law: Mapping[str, Any]) -> str:
+    """One law (a ``mixsearch.law/v1`` document): formula, parameters with intervals, fit quality."""
+    name = law.get("name") or law.get("kind") or "law"
+    head = f"<h3>{esc(name)} <span class=\"sub\">({esc(law.get('kind', '?'))}/{esc(law.get('form', '?'))})</span></h3>"
+    if law.get("formula"):
+        head += f"<p><code>{esc(law['formula'])}</code></p>"
+    params = law.get("parameters") or {}
+    intervals = law.get("intervals") or {}
+    level = law.get("level")
+    shown = list(params.items())[:MAX_LAW_PARAMS]
+    rows = []
+    for k, v in shown:
+        iv = intervals.get(k) or {}
+        ci = f"[{fmt(iv.get('lower'))}, {fmt(iv.get('upper'))}]" if iv else "–"
+        rows.append([k, v, ci])
+    text = head
+    if rows:
+        interval = f"{float(level):.0%} interval" if level else "interval"
+        text += table(["parameter", "value", interval], rows)
+        if len(params) > MAX_LAW_PARAMS:
+            text += f'<p class="sub">… and {len(params) - MAX_LAW_PARAMS} more parameters (all in the export JSON).</p>'
+    d = law.get("diagnostics") or {}
+    quality = [
+        ("points", d.get("n_points")),
+        ("rmse (fit space)", d.get("rmse")),
+        ("rmse (nats/token)", d.get("rmse_natural")),
+        ("held-out rmse", d.get("cv_rmse")),
+        ("held-out folds", d.get("cv_folds")),
+        ("converged", d.get("converged")),
+        ("bootstrap resamples", d.get("bootstrap_resamples")),
+    ]
+    quality = [(k, v) for k, v in quality if v is not None]
+    if quality:
+        text += table([k for k, _ in quality], [[v for _, v in quality]], left=0)
+    return text
+
+
+def _num(x: Any) -> float:
+    """A cell as a float (NaN for None or text)."""
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _notes(data: "StudyData") -> str:
+    if not data.notes:
+        return ""
+    return "<h2 id=\"notes\">Notes</h2>" + "".join(note_html(n) for n in data.notes)
+
+
+def _trials(data: "StudyData") -> str:
+    df = data.trials
+    head = '<h2 id="trials">Trials</h2>'
+    if df.empty:
+        return head + note_html("No trials yet.")
+    order = df.copy()
+    order["objective"] = pd.to_numeric(order["objective"], errors="coerce")
+    order = order.sort_values(["rung", "objective"], ascending=[True, data.minimize], na_position="last")
+    shown = order.head(MAX_TRIAL_ROWS)
+    header = ["#", "rung", "state", "objective", f"cost ({data.cost_unit()})", "seconds", *data.domains, "error"]
+    rows = [
+        [r["number"], r["rung"], r["state"], r["objective"], engineering(_num(r["cost"])), _num(r["seconds"]),
+         *[r.get(f"w_{d}") for d in data.domains], r.get("error") or ""]
+        for _, r in shown.iterrows()
+    ]
+    more = f"<p class=\"sub\">{len(shown)} of {len(df)} trials shown; all of them are in trials.csv beside this page.</p>"
+    return head + more + table(header, rows, left=3)

@@ -1,0 +1,152 @@
+"""Plots of fitted laws against the data they were fitted on, with intervals.
+
+Each function takes a fitted :class:`~mixsearch.laws.Law` (its ``data`` holds the
+fitted points; pass ``data=`` to draw other points) and returns a matplotlib Figure
+on an Agg canvas; :func:`save_law_plots` writes one PNG per law. Bands are the law's
+central interval (bootstrap percentiles) at its level.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+from scipy.stats import spearmanr
+
+from mixsearch.laws.law import Law
+from mixsearch.report.style import NATS, label_axes, new_figure, note_figure, save_png
+
+_BAND_ALPHA = 0.2
+
+
+def _columns(law: Law, data: Mapping[str, Sequence[float]] | None) -> dict[str, np.ndarray] | None:
+    src = data if data is not None else law.data
+    if not src:
+        return None
+    return {k: np.asarray(v, dtype=float) for k, v in src.items()}
+
+
+def _band(ax: Any, x: np.ndarray, pred: Any, color: Any, label: str | None = None) -> None:
+    ax.plot(x, pred.value, color=color, lw=1.6, label=label)
+    if pred.lower is not None:
+        ax.fill_between(x, pred.lower, pred.upper, color=color, alpha=_BAND_ALPHA, lw=0)
+
+
+def _span(lo: float, hi: float, log: bool, beyond: float = 4.0) -> np.ndarray:
+    """A grid over the data range, extended to show the extrapolation."""
+    if log:
+        return np.geomspace(lo / 1.5, hi * beyond, 200)
+    return np.linspace(lo, hi, 200)
+
+
+def _output_label(law: Law) -> tuple[str, str | None]:
+    unit = law.output.get("unit")
+    return law.output.get("name", "loss"), (NATS if unit == "nats/token" else unit)
+
+
+def plot_chinchilla(law: Law, data: Mapping[str, Sequence[float]] | None = None) -> Figure:
+    """Loss against N, points coloured by D, fitted curves at a few D; and predicted vs observed."""
+    cols = _columns(law, data)
+    if cols is None:
+        return note_figure(f"{law.name}: the law carries no data to plot")
+    n, d, y = cols["N"], cols["D"], cols["loss"]
+    fig, (ax, ax2) = new_figure(11.0, 4.5, ncols=2)
+    sc = ax.scatter(n, y, c=np.log10(d), cmap="viridis", s=14, zorder=3)
+    fig.colorbar(sc, ax=ax, label="log10 D (tokens)")
+    grid = _span(n.min(), n.max(), log=True)
+    cmap = sc.get_cmap()
+    lo, hi = np.log10(d.min()), np.log10(d.max())
+    for q in np.quantile(d, [0.1, 0.5, 0.9]):
+        color = cmap((np.log10(q) - lo) / max(hi - lo, 1e-12))
+        _band(ax, grid, law.predict(N=grid, D=np.full_like(grid, q)), color, f"D = {q:.3g}")
+    ax.set_xscale("log")
+    label_axes(ax, "model size N", "loss", "parameters", NATS, title=f"{law.name}: {law.formula}")
+    ax.legend()
+    pred = law.predict(N=n, D=d)
+    _observed_vs_predicted(ax2, y, pred, "loss", NATS)
+    return fig
+
+
+def _observed_vs_predicted(ax: Any, y: np.ndarray, pred: Any, quantity: str, unit: str | None) -> None:
+    if pred.lower is not None:
+        ax.errorbar(pred.value, y, xerr=[pred.value - pred.lower, pred.upper - pred.value], fmt="o", ms=3, alpha=0.7, elinewidth=0.8)
+    else:
+        ax.plot(pred.value, y, "o", ms=3, alpha=0.7)
+    both = np.concatenate([y, pred.value])
+    ax.plot([both.min(), both.max()], [both.min(), both.max()], color="0.4", lw=1, ls="--", label="y = x")
+    rho = spearmanr(pred.value, y).statistic if y.size > 2 else float("nan")
+    label_axes(ax, f"predicted {quantity}", f"observed {quantity}", unit, unit, title=f"predicted vs observed (Spearman ρ = {rho:.3f})")
+    ax.legend()
+
+
+def plot_mixing(law: Law, data: Mapping[str, Sequence[float]] | None = None) -> Figure:
+    """Observed against predicted total loss of each run, with the law's interval per run."""
+    cols = _columns(law, data)
+    if cols is None:
+        return note_figure(f"{law.name}: the law carries no data to plot")
+    comps = list(law.extra["components"])
+    targets = list(law.extra["targets"])
+    missing = [f"w_{c}" for c in comps if f"w_{c}" not in cols] + [f"loss_{t}" for t in targets if f"loss_{t}" not in cols]
+    if missing:
+        return note_figure(f"{law.name}: data lacks columns {', '.join(missing)}")
+    r = np.column_stack([cols[f"w_{c}"] for c in comps])
+    tw = np.array([float((law.extra.get("target_weights") or {}).get(t, 1.0)) for t in targets])
+    y = np.column_stack([cols[f"loss_{t}"] for t in targets]) @ tw / tw.sum()
+    fig, ax = new_figure(6.0, 5.0)
+    _observed_vs_predicted(ax, y, law.predict(weights=r), "loss", NATS)
+    ax.set_title(f"{law.name}: {ax.get_title()}")
+    return fig
+
+
+def plot_power(law: Law, data: Mapping[str, Sequence[float]] | None = None) -> Figure:
+    """A one-variable law (asymptote or CMR) against its points, extrapolated, with its band."""
+    cols = _columns(law, data)
+    var = getattr(law, "variable", None) or next(iter(law.inputs))
+    quantity, unit = _output_label(law)
+    fig, ax = new_figure(7.0, 4.5)
+    lo, hi = law.data_range.get(var, (None, None))
+    if cols is not None and var in cols:
+        yk = "loss" if "loss" in cols else "y"
+        ax.plot(cols[var], cols[yk], "o", color="k", ms=4, zorder=3, label="data")
+        lo, hi = float(cols[var].min()), float(cols[var].max())
+    if lo is None:
+        return note_figure(f"{law.name}: no data range to plot over")
+    log = var != "R"
+    x = _span(max(lo, 1e-12) if log else 0.0, hi, log) if log else np.linspace(0.0, 1.0, 200)
+    _band(ax, x, law.predict(**{var: x}), "C0", "fit")
+    if "E" in law.params and law.kind == "asymptote":
+        E, elo, ehi = law.asymptote  # type: ignore[attr-defined]
+        ax.axhline(E, color="C3", lw=1, ls="--", label=f"asymptote E = {E:.4g}")
+        if elo is not None:
+            ax.axhspan(elo, ehi, color="C3", alpha=0.1, lw=0)
+    limit = law.extra.get("limit")
+    if law.form == "ratio" and law.extra.get("loss") == "general" and limit is not None:
+        ax.axhline(float(limit), color="C3", lw=1, ls="--", label="general-loss limit")
+    if log:
+        ax.set_xscale("log")
+    units = {"N": "parameters", "D": "tokens", "K": "members", "T": "tokens", "R": "fraction"}
+    names = {"N": "model size N", "D": "training tokens D", "K": "ensemble members K", "T": "continual pre-training tokens T", "R": "domain ratio R"}
+    label_axes(ax, names.get(var, var), quantity, units.get(var), unit, title=f"{law.name}: {law.formula}")
+    ax.legend()
+    return fig
+
+
+def plot_law(law: Law, data: Mapping[str, Sequence[float]] | None = None) -> Figure:
+    """The right plot for a law's kind."""
+    if law.kind == "chinchilla":
+        return plot_chinchilla(law, data)
+    if law.kind == "mixing":
+        return plot_mixing(law, data)
+    return plot_power(law, data)
+
+
+def save_law_plots(laws: Sequence[Law], folder: str | Path) -> list[Path]:
+    """One PNG per law in ``folder`` (``law-<name>.png``); returns the paths."""
+    out = []
+    for law in laws:
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", law.name).strip("_") or law.kind
+        out.append(save_png(plot_law(law), Path(folder) / f"law-{safe}.png"))
+    return out

@@ -1,0 +1,221 @@
+"""The BO proposers: MultiFidelityBO and SingleFidelityGP.
+
+Small problems, few raw samples and restarts, so each test runs in seconds.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from mixsearch.propose import simplex
+from mixsearch.propose.base import History, Pool, ProposalContext, make_proposer
+from mixsearch.propose.mfbo import MultiFidelityBO, SingleFidelityGP, initial_design
+from mixsearch.propose.surrogate import FidelityEncoder
+from mixsearch.study import FidelityLadder, ProposerSpec, Rung, SearchSpace
+
+FAST = dict(raw_samples=48, num_restarts=2, maxiter=30, fit_maxiter=40, candidate_set_size=128, num_mv_samples=8)
+SPACE3 = SearchSpace(("a", "b", "c"))
+PROXY = FidelityLadder(
+    (Rung("s", n_params=1_000_000, tokens=20_000_000), Rung("m", n_params=4_000_000, tokens=80_000_000)),
+    Rung("T", n_params=32_000_000, tokens=640_000_000),
+)
+TABLE = FidelityLadder((Rung("cheap", cost=1.0), Rung("big", cost=16.0)), Rung("big", cost=16.0))
+OPTIMUM = np.array([0.6, 0.3, 0.1])
+
+
+def bowl(w: np.ndarray, rung: str) -> float:
+    """A quadratic bowl with its minimiser at OPTIMUM; larger rungs sit lower."""
+    offset = {"s": 1.0, "m": 0.5, "T": 0.0, "cheap": 1.0, "big": 0.0}[rung]
+    w = np.asarray(w, dtype=float)
+    centre = np.resize(OPTIMUM, len(w)) / np.resize(OPTIMUM, len(w)).sum()
+    return float(4.0 * ((w - centre) ** 2).sum() + 2.0 + offset)
+
+
+def history(weights, rungs, objective=None, pending=(), pending_rungs=()) -> History:
+    w = np.asarray(weights, dtype=float).reshape(len(rungs), -1)
+    y = np.array([bowl(x, r) for x, r in zip(w, rungs)]) if objective is None else np.asarray(objective, dtype=float)
+    k = w.shape[1]
+    return History(w, tuple(rungs), y, np.asarray(pending, dtype=float).reshape(-1, k), tuple(pending_rungs))
+
+
+def random_history(space: SearchSpace, ladder: FidelityLadder, n: int, seed: int) -> History:
+    rng = np.random.default_rng(seed)
+    w = simplex.sample(n, space, rng)
+    names = ladder.names
+    return history(w, [names[i % len(names)] for i in range(n)])
+
+
+def ctx(space, ladder, h, seed=0, pool=None) -> ProposalContext:
+    return ProposalContext(space, ladder, h, seed, pool)
+
+
+def feasible(w, space: SearchSpace, tol: float = 1e-6) -> bool:
+    lo, hi = simplex.bounds_arrays(space)
+    w = np.asarray(w)
+    return bool(np.all(w >= -tol) and np.all(w >= lo - tol) and np.all(w <= hi + tol) and abs(w.sum() - 1) <= tol)
+
+
+def test_builtin_names_resolve():
+    assert isinstance(make_proposer("mfbo"), MultiFidelityBO)
+    assert isinstance(make_proposer(ProposerSpec("gp", options={"n_init": 3})), SingleFidelityGP)
+
+
+def test_bad_options_are_named():
+    with pytest.raises(ValueError, match="acquisition"):
+        MultiFidelityBO(acquisition="ei")
+    with pytest.raises(ValueError, match="n_init"):
+        MultiFidelityBO(n_init=1)
+    with pytest.raises(ValueError, match="raw_samples"):
+        MultiFidelityBO(raw_samples=0)
+    with pytest.raises(ValueError, match="rung"):
+        SingleFidelityGP(rung="nope").propose(ctx(SPACE3, TABLE, random_history(SPACE3, TABLE, 4, 0)), 1)
+
+
+def test_initial_design_spreads_over_cheap_rungs_and_adds_a_target_run():
+    enc = FidelityEncoder.from_ladder(TABLE)
+    c = initial_design(ctx(SPACE3, TABLE, History.empty(3), seed=3), enc, 6, n_init=6, init_target=1, rng=np.random.default_rng(3))
+    assert [x.rung for x in c] == ["cheap"] * 5 + ["big"]
+    w = np.array([x.weights for x in c])
+    assert all(feasible(x, SPACE3) for x in w)
+    d = np.linalg.norm(w[:, None] - w[None], axis=2) + np.eye(len(w))
+    assert d.min() > 0.1  # space-filling, not clumped
+    again = initial_design(ctx(SPACE3, TABLE, History.empty(3), seed=3), enc, 6, 6, 1, np.random.default_rng(3))
+    assert again == c
+    # A proxy ladder's target is not runnable: every initial trial runs at a proxy rung.
+    enc = FidelityEncoder.from_ladder(PROXY)
+    c = initial_design(ctx(SPACE3, PROXY, History.empty(3)), enc, 4, 4, 1, np.random.default_rng(0))
+    assert {x.rung for x in c} == {"s", "m"}
+
+
+def test_gp_recovers_the_optimum_of_a_bowl_on_the_simplex():
+    """Single-fidelity GP, a few asks of q = 3 on a 3-domain quadratic bowl."""
+    ladder = FidelityLadder((Rung("T", n_params=1, tokens=1),), Rung("T", n_params=1, tokens=1))
+    gp = SingleFidelityGP(n_init=6, raw_samples=64, num_restarts=2, maxiter=40, fit_maxiter=60)
+    h = History.empty(3)
+    for ask in range(5):
+        cands = gp.propose(ctx(SPACE3, ladder, h, seed=ask), 3)
+        assert len(cands) == 3
+        w = np.concatenate([h.weights, [c.weights for c in cands]])
+        h = history(w, ["T"] * len(w))
+    rec = gp.recommend(ctx(SPACE3, ladder, h))
+    assert rec is not None and rec.rung == "T" and rec.std is not None
+    assert np.abs(np.array(rec.weights) - OPTIMUM).max() < 0.1
+    assert rec.predicted == pytest.approx(2.0, abs=0.05)
+    assert h.objective.min() < 2.0 + 4 * 0.05**2 * 3  # it sampled near the optimum too
+
+
+def test_mfbo_recovers_the_optimum_at_an_unobserved_target():
+    """Multi-fidelity on a proxy ladder: only s and m run, the recommendation is for T."""
+    bo = MultiFidelityBO(n_init=8, **FAST)
+    h = History.empty(3)
+    for ask in range(4):
+        cands = bo.propose(ctx(SPACE3, PROXY, h, seed=ask), 4)
+        assert {c.rung for c in cands} <= {"s", "m"}
+        w = np.concatenate([h.weights, [c.weights for c in cands]])
+        h = history(w, list(h.rungs) + [c.rung for c in cands])
+    rec = bo.recommend(ctx(SPACE3, PROXY, h))
+    assert rec is not None and rec.rung == "T"
+    assert rec.std is not None and rec.std > 0
+    assert np.abs(np.array(rec.weights) - OPTIMUM).max() < 0.12
+
+
+BOUNDED = [
+    SearchSpace(("a", "b", "c", "d")),
+    SearchSpace(("a", "b", "c", "d"), lower={"a": 0.2}, upper={"b": 0.1}),
+    SearchSpace(("a", "b", "c", "d"), upper={"a": 0.3, "b": 0.3, "c": 0.3}, fixed={"d": 0.15}),
+]
+
+
+@pytest.mark.parametrize("space", BOUNDED)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_proposals_respect_the_simplex_bounds_and_fixed_weights(space, seed):
+    h = random_history(space, TABLE, 10, seed)
+    for proposer in (MultiFidelityBO(n_init=4, **FAST), SingleFidelityGP(n_init=4, raw_samples=48, num_restarts=2, maxiter=30, fit_maxiter=40)):
+        cands = proposer.propose(ctx(space, TABLE, h, seed=seed), 3)
+        assert len(cands) == 3
+        for c in cands:
+            assert feasible(c.weights, space), (type(proposer).__name__, c.weights)
+            assert c.rung in TABLE.names
+            if "d" in space.fixed:
+                assert c.weights[3] == pytest.approx(space.fixed["d"], abs=1e-6)
+        rec = proposer.recommend(ctx(space, TABLE, h, seed=seed))
+        assert rec is not None and feasible(rec.weights, space)
+
+
+def test_same_seed_same_proposals_and_another_seed_differs():
+    h = random_history(SPACE3, TABLE, 10, 0)
+    bo = MultiFidelityBO(n_init=4, **FAST)
+    a = bo.propose(ctx(SPACE3, TABLE, h, seed=5), 3)
+    b = bo.propose(ctx(SPACE3, TABLE, h, seed=5), 3)
+    c = bo.propose(ctx(SPACE3, TABLE, h, seed=6), 3)
+    assert a == b
+    assert a != c
+    assert bo.recommend(ctx(SPACE3, TABLE, h, seed=5)) == bo.recommend(ctx(SPACE3, TABLE, h, seed=5))
+
+
+def test_pending_trials_change_the_batch():
+    h = random_history(SPACE3, TABLE, 10, 0)
+    bo = MultiFidelityBO(n_init=4, **FAST)
+    free = bo.propose(ctx(SPACE3, TABLE, h, seed=1), 2)
+    busy = History(h.weights, h.rungs, h.objective, np.array([c.weights for c in free]), tuple(c.rung for c in free))
+    again = bo.propose(ctx(SPACE3, TABLE, busy, seed=1), 2)
+    assert again != free
+    # The first pick avoids the running trial it would otherwise repeat.
+    assert np.abs(np.array(again[0].weights) - np.array(free[0].weights)).max() > 1e-3 or again[0].rung != free[0].rung
+
+
+def test_nan_objectives_are_left_out_of_the_fit():
+    h = random_history(SPACE3, TABLE, 10, 0)
+    bad_w = simplex.sample(3, SPACE3, np.random.default_rng(9))
+    with_nan = History(
+        np.concatenate([h.weights, bad_w]),
+        h.rungs + ("cheap", "big", "cheap"),
+        np.concatenate([h.objective, [math.nan, math.inf, math.nan]]),
+        np.zeros((0, 3)),
+    )
+    bo = MultiFidelityBO(n_init=4, **FAST)
+    assert bo.propose(ctx(SPACE3, TABLE, with_nan, seed=2), 2) == bo.propose(ctx(SPACE3, TABLE, h, seed=2), 2)
+    assert bo.recommend(ctx(SPACE3, TABLE, with_nan, seed=2)) == bo.recommend(ctx(SPACE3, TABLE, h, seed=2))
+    gp = SingleFidelityGP(n_init=3, raw_samples=32, num_restarts=2, maxiter=20, fit_maxiter=30)
+    assert gp.propose(ctx(SPACE3, TABLE, with_nan, seed=2), 1) == gp.propose(ctx(SPACE3, TABLE, h, seed=2), 1)
+
+
+def _pool(n: int, seed: int) -> Pool:
+    w = simplex.sample(n, SPACE3, np.random.default_rng(seed))
+    return Pool(np.repeat(w, 2, axis=0), tuple(r for _ in range(n) for r in ("cheap", "big")))
+
+
+def test_pool_mode_returns_only_free_pool_entries():
+    pool = _pool(30, 4)
+    observed = [0, 1, 2, 3, 5, 8, 9, 12]  # pool rows, both rungs mixed
+    h = history(pool.weights[observed], [pool.rungs[i] for i in observed], pending=pool.weights[[20, 21]], pending_rungs=pool.rungs[20:22])
+    entries = {(tuple(np.round(w, 6)), r) for w, r in zip(pool.weights, pool.rungs)}
+    taken = {(tuple(np.round(pool.weights[i], 6)), pool.rungs[i]) for i in observed + [20, 21]}
+    for proposer in (MultiFidelityBO(n_init=4, **FAST), SingleFidelityGP(n_init=2)):
+        cands = proposer.propose(ctx(SPACE3, TABLE, h, seed=0, pool=pool), 5)
+        keys = [(tuple(np.round(c.weights, 6)), c.rung) for c in cands]
+        assert len(cands) == 5 and len(set(keys)) == 5
+        assert all(k in entries and k not in taken for k in keys)
+        rec = proposer.recommend(ctx(SPACE3, TABLE, h, seed=0, pool=pool))
+        assert rec is not None and (tuple(np.round(rec.weights, 6)), "big") in entries
+    # An exhausted pool gives nothing rather than repeats.
+    full = history(pool.weights, pool.rungs)
+    assert MultiFidelityBO(n_init=4, **FAST).propose(ctx(SPACE3, TABLE, full, pool=pool), 3) == []
+
+
+def test_pool_mode_prefers_cheap_rungs_while_they_are_informative():
+    pool = _pool(40, 1)
+    idx = [0, 1, 2, 3, 4, 6]
+    h = history(pool.weights[idx], [pool.rungs[i] for i in idx])
+    cands = MultiFidelityBO(n_init=4, **FAST).propose(ctx(SPACE3, TABLE, h, seed=0, pool=pool), 4)
+    assert sum(c.rung == "cheap" for c in cands) >= 3
+
+
+def test_recommendation_is_for_the_target_with_a_std():
+    h = random_history(SPACE3, TABLE, 12, 3)
+    rec = MultiFidelityBO(n_init=4, **FAST).recommend(ctx(SPACE3, TABLE, h))
+    assert rec is not None and rec.rung == "big"
+    assert rec.std is not None and rec.std > 0 and math.isfinite(rec.predicted)
+    assert feasible(rec.weights, SPACE3)
+    assert MultiFidelityBO().recommend(ctx(SPACE3, TABLE, History.empty(3))) is None

@@ -1,0 +1,153 @@
+"""Training one proxy: loss falls, the sampler follows the mixture, divergence is caught."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mixsearch.candidate import EvaluationError
+from mixsearch.proxy.train import (
+    MixtureSampler,
+    TrainConfig,
+    clip_grad_norm_per_model_,
+    eval_windows,
+    lr_at,
+    normalise_weights,
+    train_proxy,
+)
+
+TINY = {"n_params": 50_000, "seq_len": 32, "batch_size": 8, "eval_tokens": 1024}
+
+
+def test_loss_falls_on_a_tiny_run(tiny_corpus):
+    r = train_proxy(tiny_corpus, {"prose": 1, "code": 1, "math": 1}, tokens=16_384, seed=0, device="cpu", **TINY)
+    first, last = r.curve[0][1], r.curve[-1][1]
+    assert first > math.log(tiny_corpus.vocab_size) - 0.5
+    assert last < first - 2.0
+    assert r.curve[-1][0] == r.tokens == 64 * 8 * 32
+    assert set(r.domain_losses) == {"prose", "code", "math"}
+    assert all(v < math.log(tiny_corpus.vocab_size) - 1.0 for v in r.domain_losses.values())
+    assert r.flops == 6 * r.n_params * r.tokens and r.n_params == 49_344
+    assert r.tokens_per_s > 0 and r.device == "cpu" and r.diverged is None
+
+
+def test_same_seed_same_result_other_seed_other_result(tiny_corpus):
+    kw = dict(tokens=4096, device="cpu", **TINY)
+    a = train_proxy(tiny_corpus, [0.5, 0.5, 0.0], seed=3, **kw)
+    b = train_proxy(tiny_corpus, [0.5, 0.5, 0.0], seed=3, **kw)
+    c = train_proxy(tiny_corpus, [0.5, 0.5, 0.0], seed=4, **kw)
+    assert a.domain_losses == b.domain_losses and a.curve == b.curve
+    assert a.domain_losses != c.domain_losses
+
+
+def test_the_mixture_shapes_what_is_learned(tiny_corpus):
+    kw = dict(tokens=12_288, seed=0, device="cpu", **TINY)
+    code_only = train_proxy(tiny_corpus, {"code": 1.0}, **kw)
+    prose_only = train_proxy(tiny_corpus, {"prose": 1.0}, **kw)
+    assert code_only.domain_tokens["prose"] == 0 and code_only.domain_tokens["math"] == 0
+    assert code_only.domain_losses["code"] < prose_only.domain_losses["code"] - 0.5
+    assert prose_only.domain_losses["prose"] < code_only.domain_losses["prose"] - 0.5
+
+
+def test_divergence_raises_evaluation_error(tiny_corpus):
+    with pytest.raises(EvaluationError, match="^diverged"):
+        train_proxy(tiny_corpus, [1, 1, 1], tokens=8192, lr=1e4, warmup_frac=0.0, grad_clip=0.0, device="cpu", **TINY)
+
+
+def domain_arrays() -> list[np.ndarray]:
+    """Three domains whose tokens identify them: domain k holds only ids 100k … 100k + 9."""
+    return [np.arange(5000, dtype=np.uint16) % 10 + 100 * k for k in range(3)]
+
+
+def test_sampler_follows_the_weights_exactly():
+    w = np.array([0.6, 0.3, 0.1])
+    s = MixtureSampler(domain_arrays(), w, seq_len=16, batch_size=10, seed=0)
+    rows = np.concatenate([s.next_batch() for _ in range(50)])  # [500, 17]
+    domain = rows[:, 0] // 100
+    assert (rows // 100 == domain[:, None]).all()  # a window never crosses domains
+    counts = np.bincount(domain, minlength=3)
+    assert np.abs(counts - w * 500).max() <= 1
+    assert (s.counts == counts).all()
+
+
+def test_zero_weight_domain_is_never_sampled():
+    s = MixtureSampler(domain_arrays(), np.array([0.0, 0.999, 0.001]), seq_len=8, batch_size=7, seed=1)
+    rows = np.concatenate([s.next_batch() for _ in range(300)])
+    assert not (rows // 100 == 0).any()
+    assert (rows // 100 == 2).any()
+
+
+def test_sampler_is_seeded():
+    a = MixtureSampler(domain_arrays(), np.array([0.5, 0.5, 0.0]), 8, 4, seed=1).next_batch()
+    b = MixtureSampler(domain_arrays(), np.array([0.5, 0.5, 0.0]), 8, 4, seed=1).next_batch()
+    c = MixtureSampler(domain_arrays(), np.array([0.5, 0.5, 0.0]), 8, 4, seed=2).next_batch()
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_sampler_rejects_a_domain_shorter_than_a_window():
+    with pytest.raises(ValueError, match="domain 'b' has 5 training tokens"):
+        MixtureSampler([np.zeros(100, np.uint16), np.zeros(5, np.uint16)], np.array([0.5, 0.5]), 8, 2, 0, ["a", "b"])
+
+
+def test_eval_windows_are_fixed_and_tile_the_validation_tokens(tiny_corpus):
+    a = eval_windows(tiny_corpus, seq_len=32, eval_tokens=512)
+    b = eval_windows(tiny_corpus, seq_len=32, eval_tokens=512)
+    for name, win in a.items():
+        assert win.shape == (16, 33)
+        assert np.array_equal(win, b[name])
+        val = np.asarray(tiny_corpus.val_tokens(name))
+        assert np.array_equal(win[1, 0], val[32]) and np.array_equal(win[0, -1], val[32])
+    with pytest.raises(ValueError, match="validation tokens; need at least seq_len"):
+        eval_windows(tiny_corpus, seq_len=100_000, eval_tokens=10**6)
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    lrs = [lr_at(s, 100, 1.0, 0.1, 0.1) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    assert lrs[-1] == pytest.approx(0.1)
+
+
+def test_per_model_clipping_caps_each_model_alone():
+    a = torch.zeros(3, 4, requires_grad=True)
+    b = torch.zeros(3, 2, 2, requires_grad=True)
+    a.grad = torch.tensor([[3.0, 0, 0, 0], [0.1, 0, 0, 0], [0, 0, 0, 0]])
+    b.grad = torch.zeros(3, 2, 2)
+    b.grad[0, 0, 0] = 4.0
+    norms = clip_grad_norm_per_model_([a, b], 1.0)
+    assert torch.allclose(norms, torch.tensor([5.0, 0.1, 0.0]))
+    assert torch.allclose(a.grad[0, 0] ** 2 + b.grad[0, 0, 0] ** 2, torch.tensor(1.0), atol=1e-5)
+    assert a.grad[1, 0] == pytest.approx(0.1)  # under the cap: untouched
+
+
+def test_weights_are_checked_and_normalised():
+    assert normalise_weights({"a": 2, "b": 2}, ["a", "b", "c"]).tolist() == [0.5, 0.5, 0.0]
+    with pytest.raises(ValueError, match="unknown domains"):
+        normalise_weights({"z": 1}, ["a"])
+    with pytest.raises(ValueError, match="expected 2 weights"):
+        normalise_weights([1.0], ["a", "b"])
+    with pytest.raises(ValueError, match="not all zero"):
+        normalise_weights([0.0, 0.0], ["a", "b"])
+
+
+def test_train_config_names_bad_fields():
+    with pytest.raises(ValueError, match="seq_len"):
+        TrainConfig(seq_len=0)
+    with pytest.raises(ValueError, match="lr"):
+        TrainConfig(lr=-1.0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bf16_on_cuda_tracks_fp32_on_cpu(tiny_corpus):
+    kw = dict(tokens=8192, seed=0, log_every=4, **TINY)
+    cpu = train_proxy(tiny_corpus, [1, 1, 1], device="cpu", **kw)
+    gpu = train_proxy(tiny_corpus, [1, 1, 1], device="cuda", compile=False, **kw)
+    first_cpu = [v for _, v in cpu.curve[:5]]
+    first_gpu = [v for _, v in gpu.curve[:5]]
+    assert np.allclose(first_cpu, first_gpu, rtol=0.02)
+    for name in cpu.domain_losses:
+        assert abs(cpu.domain_losses[name] - gpu.domain_losses[name]) < 0.1

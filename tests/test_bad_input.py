@@ -1,0 +1,250 @@
+"""Bad input through the real CLI: one line on stderr naming the field or file, exit
+code 2, and nothing written (no runs/<study>/ folder, no fits file, no bench output).
+
+Each case builds its own inputs in an empty working folder, runs ``mixsearch`` (Typer's
+CliRunner on :data:`mixsearch.cli.app`, in this process) and compares the folder's
+contents before and after.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sqlite3
+import textwrap
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from mixsearch.cli import app
+from mixsearch.ledger import SCHEMA_VERSION, Ledger
+
+OPT = np.array([0.5, 0.3, 0.2])
+
+STUDY = """
+from mixsearch import Budget, Domain, EvaluatorSpec, FidelityLadder, Objective, ProposerSpec, Rung, SearchSpace, Study
+DOMAINS = ("a", "b", "c")
+study = Study(
+    name={name!r},
+    domains={domains},
+    ladder={ladder},
+    budget={budget},
+    space={space},
+    objective={objective},
+    proposer={proposer},
+    evaluator={evaluator},
+    seed=0,
+    max_attempts={max_attempts},
+    storage={storage},
+)
+"""
+
+
+def table(path: Path, mutate: Callable[[pd.DataFrame], pd.DataFrame] | None = None, text: str | None = None) -> Path:
+    """A valid run table (or a mutation of it, or raw text) at ``path``."""
+    if text is not None:
+        path.write_text(text)
+        return path
+    w = np.random.default_rng(0).dirichlet(np.ones(3), size=12)
+    df = pd.DataFrame(
+        [
+            {"w_a": x[0], "w_b": x[1], "w_c": x[2], "fidelity": lab, "cost": cost, "objective": float(((x - OPT) ** 2).sum() + 1 / cost), "N": n, "D": 20 * n}
+            for lab, cost, n in (("s", 1.0, 10**6), ("m", 4.0, 4 * 10**6))
+            for x in w
+        ]
+    )
+    (mutate(df) if mutate else df).to_csv(path, index=False)
+    return path
+
+
+def study_file(folder: Path, filename: str = "study.py", **over: str) -> Path:
+    """A table study file with any field's source text overridden."""
+    fields = dict(
+        name="'bad'",
+        domains="tuple(Domain(d) for d in DOMAINS)",
+        ladder="FidelityLadder((Rung('s', cost=1.0), Rung('m', cost=4.0)), target=Rung('m', cost=4.0))",
+        budget="Budget(max_trials=4)",
+        space="None",
+        objective="Objective()",
+        proposer="ProposerSpec('random', batch_size=2)",
+        evaluator=f"EvaluatorSpec('table', {{'path': {str(folder / 'table.csv')!r}}})",
+        max_attempts="3",
+        storage="None",
+    )
+    fields.update(over)
+    src = STUDY.replace("{name!r}", fields.pop("name"))
+    for k, v in fields.items():
+        src = src.replace("{" + k + "}", v)
+    if not (folder / "table.csv").exists():
+        table(folder / "table.csv")
+    path = folder / filename
+    path.write_text(src)
+    return path
+
+
+def newer_ledger(folder: Path) -> None:
+    url = f"sqlite:///{folder / 'runs' / 'bad' / 'ledger.sqlite'}"
+    Ledger(url).dispose()
+    conn = sqlite3.connect(folder / "runs" / "bad" / "ledger.sqlite")
+    with conn:
+        conn.execute("UPDATE mixsearch_meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION + 1),))
+    conn.close()
+
+
+def other_studys_ledger(folder: Path) -> None:
+    led = Ledger(f"sqlite:///{folder / 'shared.sqlite'}")
+    led.bind_study("someone-else", {"domains": []}, None)
+    led.dispose()
+
+
+def needs(module: str, attr: str) -> pytest.MarkDecorator:
+    """Skip a case whose command lives in a module another part of mixsearch provides."""
+    try:
+        ok = hasattr(importlib.import_module(module), attr)
+    except ImportError:
+        ok = False
+    return pytest.mark.skipif(not ok, reason=f"{module}.{attr} not available yet")
+
+
+def case(name: str, setup: Callable[[Path], list[str]], *expected: str, marks=()):
+    """One bad input: ``setup(folder)`` writes the inputs and returns the argv; the error
+    line must contain every ``expected`` string."""
+    return pytest.param(setup, expected, id=name, marks=marks)
+
+
+def start(**over: str) -> Callable[[Path], list[str]]:
+    return lambda f: ["study", "start", str(study_file(f, **over)), "--quiet"]
+
+
+def start_with(prepare: Callable[[Path], object], *extra: str) -> Callable[[Path], list[str]]:
+    """Prepare something (a bad table, an old ledger) then start the template study."""
+    return lambda f: (prepare(f), ["study", "start", str(study_file(f)), "--quiet", *[e.format(f=f) for e in extra]])[1]
+
+
+def bench(prepare: Callable[[Path], Path]) -> Callable[[Path], list[str]]:
+    return lambda f: ["bench", "--oracle", f"table:{prepare(f)}", "--proposers", "random", "--seeds", "1", "--budget", "2", "--out", "bench-out"]
+
+
+BENCH = needs("mixsearch.bench.harness", "run_bench")
+FIT = needs("mixsearch.laws", "fit_table")
+PROXY_DOMAINS = "(Domain('a', 'corpus/a/*.txt'), Domain('b', 'corpus/b'), Domain('c', 'demo:code'))"
+PROXY_LADDER = "FidelityLadder((Rung('s', 1000, 1000),), target=Rung('t', 10**6, 10**6))"
+
+CASES = [
+    # -- the study file
+    case("study-file-missing", lambda f: ["study", "start", "nope.py"], "nope.py", "not found"),
+    case("study-file-syntax-error", lambda f: ["study", "start", str(_write(f / "s.py", "study = Study(\n"))], "s.py", "file:", "SyntaxError"),
+    case("study-file-defines-no-study", lambda f: ["study", "start", str(_write(f / "s.py", "x = 1\n"))], "s.py", "no mixsearch.Study"),
+    case("invalid-study-name", start(name="'my study!'"), "name:"),
+    case("duplicate-domain", start(domains="(Domain('a'), Domain('a'), Domain('c'))"), "domains[1].name", "duplicate"),
+    case("missing-domain-data", start(domains=PROXY_DOMAINS, evaluator="EvaluatorSpec('proxy')", ladder=PROXY_LADDER), "domains[0].source", "corpus/a/*.txt"),
+    case("fixed-weights-sum-above-1", start(space="SearchSpace(DOMAINS, fixed={'a': 0.7, 'b': 0.6})"), "space.lower", "simplex is empty"),
+    case("bounds-make-simplex-empty", start(space="SearchSpace(DOMAINS, upper={'a': 0.2, 'b': 0.2, 'c': 0.2})"), "space.upper", "simplex is empty"),
+    case("lower-above-upper", start(space="SearchSpace(DOMAINS, lower={'a': 0.6}, upper={'a': 0.4})"), "space.lower.a"),
+    case("weight-out-of-range", start(space="SearchSpace(DOMAINS, lower={'a': -0.1})"), "space.lower.a", "[0, 1]"),
+    case("unknown-proposer", start(proposer="ProposerSpec('bayes-magic')"), "proposer.name", "bayes-magic"),
+    case("negative-trial-budget", start(budget="Budget(max_trials=-5)"), "budget.max_trials", "-5"),
+    case("negative-cost-budget", start(budget="Budget(max_cost=-1.0)"), "budget.max_cost"),
+    case("no-budget", start(budget="Budget()"), "budget", "at least one"),
+    case("objective-unknown-domain", start(objective="Objective({'zz': 1.0})"), "objective.domain_weights.zz"),
+    case("rung-negative-tokens", start(ladder="FidelityLadder((Rung('s', 1000, -5, cost=1.0),), target=Rung('m', cost=4.0))"), "ladder.rungs[0].tokens"),
+    case("zero-max-attempts", start(max_attempts="0"), "max_attempts"),
+    case("storage-in-study-not-a-url", start(storage="'ledger.db'"), "storage", "SQLAlchemy URL"),
+    # -- the run table of a table study
+    case("table-file-missing", start(evaluator="EvaluatorSpec('table', {'path': 'missing.csv'})"), "evaluator.options.path", "missing.csv"),
+    case("table-weights-do-not-sum-to-1", start_with(lambda f: table(f / "table.csv", lambda d: d.assign(w_a=d.w_a + 0.3))), "table.csv", "sum to"),
+    case(
+        "table-non-numeric-cost",
+        start_with(lambda f: table(f / "table.csv", lambda d: d.astype({"cost": object}).assign(cost=["cheap"] + [1.0] * (len(d) - 1)))),
+        "table.csv", "'cost'", "cheap",
+    ),
+    case("table-domains-differ-from-study", start_with(lambda f: table(f / "table.csv", lambda d: d.rename(columns={"w_c": "w_web"}))), "table.csv", "domains"),
+    case("table-rung-not-in-table", start(ladder="FidelityLadder((Rung('xl', cost=9.0),), target=Rung('m', cost=4.0))"), "table.csv", "'xl'"),
+    # -- the ledger and --storage
+    case("ledger-from-newer-schema", start_with(newer_ledger), "ledger", "newer than this mixsearch"),
+    case("ledger-of-another-study", start_with(other_studys_ledger, "--storage", "sqlite:///{f}/shared.sqlite"), "belongs to study 'someone-else'"),
+    case("storage-not-a-url", start_with(lambda f: None, "--storage", "my ledger"), "ledger", "not an SQLAlchemy URL"),
+    case("storage-unsupported-database", start_with(lambda f: None, "--storage", "mysql://u@h/db"), "unsupported database"),
+    case("storage-unreachable-postgres", start_with(lambda f: None, "--storage", "postgresql+psycopg://u:secret@127.0.0.1:1/db"), "127.0.0.1:1", "cannot open"),
+    case("storage-not-a-database-file", start_with(lambda f: _write(f / "notes.txt", "hello " * 500), "--storage", "sqlite:///{f}/notes.txt"), "notes.txt", "not a database"),
+    # -- command options
+    case("unknown-executor", start_with(lambda f: None, "--executor", "slurm"), "executor", "slurm"),
+    case("zero-workers", start_with(lambda f: None, "--workers", "0"), "executor", "workers"),
+    case("resume-unknown-study", lambda f: ["study", "resume", "never-started"], "never-started", "no such file"),
+    case("status-unknown-study", lambda f: ["study", "status", "never-started"], "never-started", "no such file"),
+    case("worker-unknown-study", lambda f: ["worker", "never-started"], "never-started", "no such file"),
+    # -- tables for `mixsearch bench` and `mixsearch fit`
+    case("bench-table-weights-do-not-sum-to-1", bench(lambda f: table(f / "runs.csv", lambda d: d.assign(w_b=d.w_b * 2))), "runs.csv", "sum to", marks=BENCH),
+    case("bench-table-missing-column", bench(lambda f: table(f / "runs.csv", lambda d: d.drop(columns=["objective"]))), "runs.csv", "objective", marks=BENCH),
+    case("bench-table-not-csv", bench(lambda f: table(f / "runs.csv", text="\0" * 10 + "garbage")), "runs.csv", marks=BENCH),
+    case("fit-table-missing-column", lambda f: ["fit", str(table(f / "runs.csv", lambda d: d.drop(columns=["objective"]))), "--law", "chinchilla"], "runs.csv", marks=FIT),
+    case(
+        "fit-table-non-numeric",
+        lambda f: ["fit", str(table(f / "runs.csv", lambda d: d.astype({"N": object}).assign(N=["big"] + list(d.N[1:])))), "--law", "chinchilla"],
+        "runs.csv", "N", marks=FIT,
+    ),
+    case("fit-unknown-law", lambda f: ["fit", str(table(f / "runs.csv")), "--law", "moore"], "moore", marks=FIT),
+]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def tree(folder: Path) -> dict[str, int]:
+    """Every file under ``folder`` with its size (what 'nothing written' compares)."""
+    return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("setup, expected", CASES)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(setup, expected, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = setup(tmp_path)
+    before = tree(tmp_path)
+    res = CliRunner().invoke(app, argv)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.exit_code == 2, f"exit {res.exit_code}\nstdout: {res.stdout}\nstderr: {res.stderr}\n{res.exception!r}"
+    assert len(lines) == 1, res.stderr
+    for text in expected:
+        assert text in lines[0], f"{text!r} not in {lines[0]!r}"
+    assert "secret" not in lines[0]
+    assert tree(tmp_path) == before, "bad input must write nothing"
+    assert not (tmp_path / "fits").exists() and not (tmp_path / "bench-out").exists()
+
+
+def test_there_are_at_least_15_cases():
+    assert len(CASES) >= 15
+
+
+@needs("mixsearch.laws", "load")
+@pytest.mark.parametrize(
+    "text, expected",
+    [("{ this is not json", "law.json"), ('{"schema": "mixsearch.law/v999"}', "law.json"), ("[1, 2, 3]", "law.json"), ("", "law.json")],
+    ids=["not-json", "unknown-schema", "not-an-object", "empty"],
+)
+def test_corrupted_law_file_is_one_clear_error(tmp_path, text, expected):
+    """A planner's ``mixsearch.laws.load`` on a damaged file: ValueError naming the file."""
+    from mixsearch import laws
+
+    path = tmp_path / "law.json"
+    path.write_text(text)
+    with pytest.raises(ValueError) as info:
+        laws.load(path)
+    message = str(info.value)
+    assert expected in message and "\n" not in message.strip()
+
+
+def test_a_good_table_study_still_runs(tmp_path, monkeypatch):
+    """The template the cases break is itself valid (so each case fails for its own reason)."""
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["study", "start", str(study_file(tmp_path)), "--quiet", "--no-export"])
+    assert res.exit_code == 0, res.stderr
+    led = Ledger(f"sqlite:///{tmp_path / 'runs' / 'bad' / 'ledger.sqlite'}", create=False)
+    assert led.counts()["done"] == 4
+    assert json.loads(led.get_meta("study"))["name"] == "bad"
+    led.dispose()
