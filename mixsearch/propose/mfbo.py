@@ -32,7 +32,7 @@ from botorch.sampling import SobolQMCNormalSampler
 from botorch.utils.sampling import manual_seed
 from torch import Tensor
 
-from mixsearch.candidate import Candidate
+from mixsearch.candidate import Candidate, canonical_weights
 from mixsearch.propose import simplex
 from mixsearch.propose.acqopt import best_posterior_mean, greedy_batch, pool_batch, raw_mixtures
 from mixsearch.propose.base import ProposalContext, Recommendation, as_candidates
@@ -89,7 +89,9 @@ def finite_observations(ctx: ProposalContext, known_rungs: tuple[str, ...] | Non
 
 
 def _key(w: np.ndarray, rung: str) -> tuple[tuple[float, ...], str]:
-    return tuple(np.round(np.asarray(w, dtype=float), 6).tolist()), rung
+    # The ledger stores canonical weights; keying pool rows the same way keeps a taken
+    # row from looking free when rounding and renormalising move a weight by 1e-6.
+    return canonical_weights(np.asarray(w, dtype=float).tolist()), rung
 
 
 def taken_pairs(ctx: ProposalContext) -> set[tuple[tuple[float, ...], str]]:

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from mixsearch.candidate import canonical_weights
 from mixsearch.propose import simplex
 from mixsearch.propose.base import History, Pool, ProposalContext, make_proposer
 from mixsearch.propose.mfbo import MultiFidelityBO, SingleFidelityGP, initial_design
@@ -190,15 +191,15 @@ def test_pool_mode_returns_only_free_pool_entries():
     pool = _pool(30, 4)
     observed = [0, 1, 2, 3, 5, 8, 9, 12]  # pool rows, both rungs mixed
     h = history(pool.weights[observed], [pool.rungs[i] for i in observed], pending=pool.weights[[20, 21]], pending_rungs=pool.rungs[20:22])
-    entries = {(tuple(np.round(w, 6)), r) for w, r in zip(pool.weights, pool.rungs)}
-    taken = {(tuple(np.round(pool.weights[i], 6)), pool.rungs[i]) for i in observed + [20, 21]}
+    entries = {(canonical_weights(w), r) for w, r in zip(pool.weights, pool.rungs)}
+    taken = {(canonical_weights(pool.weights[i]), pool.rungs[i]) for i in observed + [20, 21]}
     for proposer in (MultiFidelityBO(n_init=4, **FAST), SingleFidelityGP(n_init=2)):
         cands = proposer.propose(ctx(SPACE3, TABLE, h, seed=0, pool=pool), 5)
-        keys = [(tuple(np.round(c.weights, 6)), c.rung) for c in cands]
+        keys = [(c.weights, c.rung) for c in cands]
         assert len(cands) == 5 and len(set(keys)) == 5
         assert all(k in entries and k not in taken for k in keys)
         rec = proposer.recommend(ctx(SPACE3, TABLE, h, seed=0, pool=pool))
-        assert rec is not None and (tuple(np.round(rec.weights, 6)), "big") in entries
+        assert rec is not None and (canonical_weights(rec.weights), "big") in entries
     # An exhausted pool gives nothing rather than repeats.
     full = history(pool.weights, pool.rungs)
     assert MultiFidelityBO(n_init=4, **FAST).propose(ctx(SPACE3, TABLE, full, pool=pool), 3) == []

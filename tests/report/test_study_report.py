@@ -65,8 +65,10 @@ def test_report_writes_every_figure_and_a_self_contained_page(table_report):
     assert "No training curves: a table study replays final losses only." in page
     assert "http://" not in page and "https://" not in page  # nothing fetched from the network
     for heading in ("Recommendation", "Best objective so far and regret", "Mixture weights", "Per-domain validation losses",
-                    "Cost spent per rung", "Predicted vs observed at held-out trials", "Training curves", "Fitted laws", "Trials"):
+                    "Cost spent per rung", "Predicted vs observed at held-out trials", "Training curves", "Trials"):
         assert f">{heading}</h2>" in page, heading
+    # One section per fitted law ("Fitted law: <name>"), or one "Fitted laws" section saying why none was fitted.
+    assert ">Fitted law: " in page or ">Fitted laws</h2>" in page
     assert "best-so-far trial minus the best objective observed at that rung" in page  # regret defined in the caption
 
 
