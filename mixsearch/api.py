@@ -16,7 +16,8 @@ from mixsearch.evaluate import make_evaluator
 from mixsearch.execute.base import Executor
 from mixsearch.ledger import Ledger, LedgerError, default_url
 from mixsearch.orchestrator import Orchestrator, Progress, RunSummary, build_context
-from mixsearch.propose.base import make_proposer
+from mixsearch.propose.base import Proposer
+from mixsearch.propose.base import make_proposer as _make_proposer
 from mixsearch.results import build_export, write_json
 from mixsearch.study import Study, StudyError, load_study
 
@@ -69,7 +70,7 @@ def run_study(
     # runs/<study>/: a bad table, proposer or executor option writes nothing.
     evaluator = make_evaluator(study)
     ex = make_executor(executor, workers=workers, pack=pack, address=address)
-    proposer = make_proposer(study.proposer)
+    proposer = make_proposer(study, study_path)
     ledger = Ledger(ledger_url(study, storage, root))
     try:
         orch = Orchestrator(
@@ -85,6 +86,15 @@ def run_study(
         return orch.run()
     finally:
         ledger.dispose()
+
+
+def make_proposer(study: Study, study_file: str | Path | None = None) -> Proposer:
+    """The study's proposer; a bad name or option is a :class:`StudyError` naming the file."""
+    try:
+        return _make_proposer(study.proposer)
+    except ValueError as exc:
+        field, _, message = str(exc).partition(": ")
+        raise StudyError(field, message or field, str(study_file) if study_file else None) from exc
 
 
 def find_study_file(name_or_path: str, storage: str | None = None, root: str | Path = DEFAULT_ROOT) -> str:
@@ -128,7 +138,7 @@ def export_study(opened: OpenStudy, out: str | Path | None = None, with_laws: bo
     """Write ``fits/<study>.json`` (or ``out``) with the study's results and laws."""
     study = opened.study
     evaluator = make_evaluator(study)
-    proposer = make_proposer(study.proposer)
+    proposer = make_proposer(study, opened.study_file)
     ledger = opened.ledger
     pool = evaluator.pool() if study.evaluator.kind == "table" else None
     if pool is None and study.evaluator.kind == "table":

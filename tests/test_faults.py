@@ -91,7 +91,10 @@ def test_study_killed_at_20_random_points_loses_nothing_and_runs_nothing_twice(t
     while kills < 20:
         before = len(finished)
         proc = subprocess.Popen([sys.executable, "-m", "mixsearch.cli", *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        # Kill once the run is under way (it has finished a trial), after a random delay.
+        # Kill at a random point once the run is under way: after a random number of newly
+        # finished trials (1-8), then a random delay. Counting trials rather than seconds
+        # keeps 20 kills inside the 300-trial budget however fast the machine is.
+        wanted = before + int(rng.integers(1, 9))
         deadline = time.time() + 60
         while proc.poll() is None and time.time() < deadline:
             if Path(url[len("sqlite:///") :]).exists():
@@ -101,10 +104,10 @@ def test_study_killed_at_20_random_points_loses_nothing_and_runs_nothing_twice(t
                     continue
                 n_done = led.counts()[DONE]
                 led.dispose()
-                if n_done > before:
+                if n_done >= wanted:
                     break
-            time.sleep(0.02)
-        time.sleep(float(rng.uniform(0.0, 0.3)))
+            time.sleep(0.005)
+        time.sleep(float(rng.uniform(0.0, 0.03)))
         assert proc.poll() is None, f"the study finished before kill {kills + 1}: {proc.communicate()}"
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -112,10 +112,8 @@ def _build(text: str) -> Proposer:
     spec = parse_proposer(text)
     try:
         return make_proposer(spec)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"--proposers: cannot load proposer {spec.name!r}: {type(exc).__name__}: {exc}") from exc
-    except TypeError as exc:
-        raise ValueError(f"--proposers: bad options for {spec.name!r}: {exc}") from exc
+    except ValueError as exc:
+        raise ValueError(f"--proposers: {exc}") from exc
 
 
 def run_one(oracle: BenchOracle, proposer: Proposer, name: str, seed: int, budget: float, batch_size: int = 1, on_step: Any = None) -> list[dict[str, Any]]:
@@ -314,7 +312,9 @@ def run_bench(
     (out / "bench.json").write_text(json.dumps(meta, indent=2))
     from mixsearch.report.bench import plot_regret
 
-    plot_regret(curves, out / "regret.png", span, thresholds, budget, title=f"{oracle} (target {world.ladder.target.name}, {seeds} seeds)")
+    kind, _, where = oracle.partition(":")
+    shown = f"{kind}:{Path(where).name}" if kind == "table" else oracle  # a full path would not fit the title
+    plot_regret(curves, out / "regret.png", span, thresholds, budget, title=f"{shown} (target {world.ladder.target.name}, {seeds} seeds)")
     return summary
 
 

@@ -197,9 +197,11 @@ class Law:
         if len(shown) > 24:
             lines.append(f"  … {len(shown) - 24} more parameters")
         d = self.diagnostics
-        bits = [f"n={d.get('n_points')}", f"rmse={_fmt(d.get('rmse'))} ({self.settings.get('space', '?')})"]
+        # Compare like with like: the in-sample and held-out errors both in the objective's units.
+        bits = [f"n={d.get('n_points')}", f"rmse={_fmt(d.get('rmse_natural', d.get('rmse')))}"]
         if d.get("cv_rmse") is not None:
             bits.append(f"held-out rmse={_fmt(d.get('cv_rmse'))}")
+        bits.append(f"fitted in {self.settings.get('space', '?')} space")
         bits.append("converged" if d.get("converged") else "NOT converged")
         lines.append("  " + ", ".join(bits))
         return "\n".join(lines)

@@ -180,8 +180,19 @@ def make_proposer(spec: ProposerSpec | str, **overrides: Any) -> Proposer:
     if ":" not in path:
         raise ValueError(f"proposer.name: unknown proposer {spec.name!r}; known: {', '.join(BUILTIN)}")
     module_name, _, attr = path.partition(":")
-    cls = getattr(importlib.import_module(module_name), attr)
-    return cls(**{**dict(spec.options), **overrides})
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"proposer.name: cannot load {spec.name!r} ({path}): {type(exc).__name__}: {exc}") from exc
+    options = {**dict(spec.options), **overrides}
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        # An unknown or missing keyword: name the field, not the constructor's traceback.
+        raise ValueError(f"proposer.options: {spec.name!r} does not take these options ({exc})") from exc
+    except ValueError as exc:
+        text = str(exc)
+        raise ValueError(text if text.startswith("proposer") else f"proposer.options.{text}") from exc
 
 
 def as_candidates(weights: Sequence[Sequence[float]], rungs: Sequence[str], seed: int) -> list[Candidate]:

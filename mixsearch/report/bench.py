@@ -79,5 +79,6 @@ def plot_regret(
     ax.set_ylim(bottom=floor * 0.8)
     label_axes(ax, "cumulative cost", "regret at the target", "target-run units", "objective units", title)
     ax.text(0.01, 0.01, f"median over seeds, band: quartiles; regret 0 drawn at {FLOOR_FRACTION:g} × range", transform=ax.transAxes, fontsize=7, color="0.4")
-    ax.legend(loc="upper right")
+    # Proposer names may carry options (mfbo?raw_samples=16): keep the legend below the axes.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(3, len(ax.get_lines()) or 1), fontsize=8, frameon=False)
     return save_png(fig, path)

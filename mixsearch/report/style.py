@@ -156,7 +156,7 @@ def save_png(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
     """Write ``fig`` as a PNG (folders created) and return the path."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, dpi=dpi, format="png")
+    fig.savefig(p, dpi=dpi, format="png", bbox_inches="tight")  # legends outside the axes stay in
     return p
 
 

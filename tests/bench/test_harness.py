@@ -108,7 +108,7 @@ def test_synthetic_continuous_run(tmp_path):
         ({"proposers": []}, "--proposers: name at least one proposer"),
         ({"proposers": ["random", "random"]}, "named twice"),
         ({"proposers": ["random?alpha"]}, "bad option 'alpha'"),
-        ({"proposers": ["random?colour=1"]}, "bad options for 'random'"),
+        ({"proposers": ["random?colour=1"]}, "--proposers: proposer.options: 'random' does not take these options"),
         ({"seeds": 0}, "--seeds: must be an integer >= 1"),
         ({"budget": -1.0}, "--budget: must be a positive number"),
         ({"batch_size": 0}, "--batch-size"),
