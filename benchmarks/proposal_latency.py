@@ -8,7 +8,9 @@ Each proposer is built as a study builds it (:func:`mixsearch.propose.base.make_
 with the default options, unless a spec overrides one) and is rebuilt before every timed
 call, so no memoised fit carries over between repeats. Library imports happen before any
 timing. Each call is repeated ``--repeats`` times with the same context; the median and the
-minimum are reported (the minimum is the least disturbed by other work on the machine).
+minimum wall time are reported (the minimum is the least disturbed by other work on the
+machine), with the median CPU time of the process during the call (all threads; less
+sensitive to other load, though OpenMP threads that spin while waiting count too).
 
 The requirement checked: ``mfbo`` proposes q = 8 candidates for 17 domains from 300
 observed trials in at most 20 s on 2 CPU cores (``--limit``).
@@ -38,13 +40,24 @@ its default budget of 5 final-rung runs it would still be drawing random 1M mixt
 
 Threads: torch uses ``--threads`` intra-op threads (default 2, the requirement's cores);
 set ``--threads 0`` to leave torch's default. Other load on the machine inflates the
-figures: the script prints the load average before and after.
+figures, and with 2 threads on 2 *busy* cores badly: OpenMP threads spin while they wait
+for a partner thread that another process has descheduled. On a 2-core machine at load
+3-7 one mfbo call took 17-45 s with 2 threads against 2.6-8 s with 1 thread, and 3.5 s
+with 2 threads and ``OMP_WAIT_POLICY=PASSIVE`` (an environment variable, read when torch
+starts, so it is set on the command line). On a busy machine, also run with
+``--threads 1`` or that variable. The script prints the load average before and after.
+
+Duration: with the defaults, 20-35 minutes on a busy 2-core machine, nearly all of it Ax
+(with its default settings 2-9 minutes per call, 6 calls); ``--proposers mfbo`` takes
+under a minute, and ``--no-flat`` or leaving out ``ax`` shortens a full run.
+The exit status is 1 when the mfbo median exceeds ``--limit``.
 
 Run::
 
     python benchmarks/proposal_latency.py                       # all proposers, 3 repeats
     python benchmarks/proposal_latency.py --proposers mfbo --repeats 5 --json out.json
     python benchmarks/proposal_latency.py --proposers mfbo --profile mfbo   # + cProfile
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/proposal_latency.py            # busy machine
 
 ``--proposers`` takes harness-style specs (``name`` or ``name?key=value&...``), so a
 setting can be compared, e.g. ``mfbo?raw_samples=128``. ``--profile NAME`` runs one extra,
@@ -345,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"K={args.domains} q={args.q} trials={args.trials} (1M: {args.n_cheap}, 60M: {args.trials - args.n_cheap}) "
         f"pending={args.pending_cheap}+{args.pending_big} repeats={args.repeats} torch threads={torch.get_num_threads()} "
-        f"cpus={os.cpu_count()} load={load_before}",
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')} cpus={os.cpu_count()} load={load_before}",
         flush=True,
     )
     rows: list[Row] = []
@@ -360,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
                 row = time_one(spec, label, ctx, args.q, args.repeats, which)
             rows.append(row)
             times = " ".join(f"{t:.2f}" for t in row.times)
-            print(f"  {label:<22} {which:<6} n_fit={row.n_fit:<4} times [s]: {times}  -> {row.rungs}", flush=True)
+            cpu = " ".join(f"{t:.2f}" for t in row.cpu)
+            print(f"  {label:<22} {which:<6} n_fit={row.n_fit:<4} wall [s]: {times}  cpu [s]: {cpu}  -> {row.rungs}", flush=True)
     load_after = load()
 
     print()
@@ -402,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
                 "repeats": args.repeats,
                 "seed": args.seed,
                 "torch_threads": torch.get_num_threads(),
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
                 "cpus": os.cpu_count(),
                 "load_before": load_before,
                 "load_after": load_after,

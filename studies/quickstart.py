@@ -13,8 +13,8 @@ study = Study(
     domains=tuple(Domain(name, f"demo:{name}") for name in DOMAINS),
     ladder=FidelityLadder(
         rungs=(
-            Rung("xs", n_params=100_000, tokens=400_000),
-            Rung("s", n_params=400_000, tokens=400_000),
+            Rung("xs", n_params=100_000, tokens=250_000),
+            Rung("s", n_params=400_000, tokens=250_000),
         ),
         # The scale the answer is for: a 124M model on 2.5B tokens, extrapolated to.
         target=Rung("124M", n_params=124_000_000, tokens=2_500_000_000),
@@ -22,7 +22,8 @@ study = Study(
     # Validation loss averaged over the five domains (nats/token).
     objective=Objective(),
     budget=Budget(max_trials=14),
-    proposer=ProposerSpec("centre-random", batch_size=2),
+    # Multi-fidelity BO: a space-filling start over both rungs, then cost-aware picks.
+    proposer=ProposerSpec("mfbo", batch_size=2),
     evaluator=EvaluatorSpec("proxy", {"device": "auto", "seq_len": 128, "batch_size": 16}),
     seed=0,
 )
