@@ -50,6 +50,12 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 StorageOpt = typer.Option(None, "--storage", help="SQLAlchemy URL of the ledger (default: sqlite file under --root/<study>/).")
 RootOpt = typer.Option(Path("runs"), "--root", help="Folder holding each study's default SQLite ledger.")
+ExecutorOpt = typer.Option("local", help="local or ray.")
+WorkersOpt = typer.Option(1, help="Evaluations in flight at once.")
+PackOpt = typer.Option(1, help="Same-rung proxies trained together in one batch.")
+AddressOpt = typer.Option(None, help="Ray cluster address (with --executor ray).")
+QuietOpt = typer.Option(False, help="No progress bar.")
+ExportOpt = typer.Option(True, help="Write fits/<study>.json at the end.")
 
 
 def _run(path_or_name: str, storage: Optional[str], root: Path, executor: str, workers: int, pack: int, address: Optional[str], quiet: bool, export: bool) -> None:
@@ -88,12 +94,12 @@ def study_start(
     study_file: Path = typer.Argument(..., help="Study file (Python) that defines one mixsearch.Study."),
     storage: Optional[str] = StorageOpt,
     root: Path = RootOpt,
-    executor: str = typer.Option("local", help="local or ray."),
-    workers: int = typer.Option(1, help="Evaluations in flight at once."),
-    pack: int = typer.Option(1, help="Same-rung proxies trained together in one batch."),
-    address: Optional[str] = typer.Option(None, help="Ray cluster address (with --executor ray)."),
-    quiet: bool = typer.Option(False, help="No progress bar."),
-    export: bool = typer.Option(True, help="Write fits/<study>.json at the end."),
+    executor: str = ExecutorOpt,
+    workers: int = WorkersOpt,
+    pack: int = PackOpt,
+    address: Optional[str] = AddressOpt,
+    quiet: bool = QuietOpt,
+    export: bool = ExportOpt,
 ) -> None:
     """Run a study until its budget is spent (continues an existing ledger)."""
     _run(str(study_file), storage, root, executor, workers, pack, address, quiet, export)
@@ -105,12 +111,12 @@ def study_resume(
     name: str = typer.Argument(..., help="Study name (its ledger records the study file) or study file."),
     storage: Optional[str] = StorageOpt,
     root: Path = RootOpt,
-    executor: str = typer.Option("local", help="local or ray."),
-    workers: int = typer.Option(1, help="Evaluations in flight at once."),
-    pack: int = typer.Option(1, help="Same-rung proxies trained together in one batch."),
-    address: Optional[str] = typer.Option(None, help="Ray cluster address."),
-    quiet: bool = typer.Option(False, help="No progress bar."),
-    export: bool = typer.Option(True, help="Write fits/<study>.json at the end."),
+    executor: str = ExecutorOpt,
+    workers: int = WorkersOpt,
+    pack: int = PackOpt,
+    address: Optional[str] = AddressOpt,
+    quiet: bool = QuietOpt,
+    export: bool = ExportOpt,
 ) -> None:
     """Continue a stopped or crashed study: orphaned trials rerun, finished ones never do."""
     _run(name, storage, root, executor, workers, pack, address, quiet, export)
@@ -208,10 +214,10 @@ def worker(
     name: str = typer.Argument(..., help="Study name (its ledger records the study file) or study file."),
     storage: Optional[str] = StorageOpt,
     root: Path = RootOpt,
-    executor: str = typer.Option("local", help="local or ray."),
-    workers: int = typer.Option(1, help="Evaluations in flight at once."),
-    pack: int = typer.Option(1, help="Same-rung proxies trained together in one batch."),
-    address: Optional[str] = typer.Option(None, help="Ray cluster address (with --executor ray)."),
+    executor: str = ExecutorOpt,
+    workers: int = WorkersOpt,
+    pack: int = PackOpt,
+    address: Optional[str] = AddressOpt,
     wait: bool = typer.Option(False, help="Keep waiting for new trials until the study's budget is spent."),
     idle_timeout: Optional[float] = typer.Option(None, help="With --wait: stop after this many seconds without work."),
 ) -> None:
@@ -240,7 +246,8 @@ def fit(
     console.print(f"wrote {path}")
     summary = getattr(result, "summary", None)
     if callable(summary):
-        console.print(summary())
+        # Parameter names such as c[web] would read as Rich markup tags and vanish.
+        console.print(summary(), markup=False, highlight=False)
 
 
 @app.command("bench")

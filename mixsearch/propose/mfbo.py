@@ -36,7 +36,7 @@ from mixsearch.candidate import Candidate, canonical_weights
 from mixsearch.propose import simplex
 from mixsearch.propose.acqopt import best_posterior_mean, greedy_batch, pool_batch, raw_mixtures
 from mixsearch.propose.base import ProposalContext, Recommendation, as_candidates
-from mixsearch.propose.surrogate import DTYPE, CachedPosteriorGP, FidelityEncoder, as_inputs, fit_surrogate
+from mixsearch.propose.surrogate import DTYPE, KERNELS, WEIGHT_TRANSFORMS, CachedPosteriorGP, FidelityEncoder, as_inputs, fit_surrogate
 from mixsearch.study import Rung
 
 ACQUISITIONS = ("gibbon", "mes")
@@ -234,9 +234,12 @@ class MultiFidelityBO:
     def __post_init__(self) -> None:
         if self.acquisition not in ACQUISITIONS:
             raise ValueError(f"acquisition: unknown acquisition {self.acquisition!r}; known: {', '.join(ACQUISITIONS)}")
+        if self.kernel not in KERNELS:
+            raise ValueError(f"kernel: unknown kernel {self.kernel!r}; known: {', '.join(KERNELS)}")
+        _check_weight_transform(self.weight_transform)
         if self.n_init is not None and self.n_init < 2:
             raise ValueError(f"n_init: must be >= 2, got {self.n_init!r}")
-        for name in ("raw_samples", "num_restarts", "num_mv_samples", "num_fantasies", "candidate_set_size", "maxiter"):
+        for name in ("raw_samples", "num_restarts", "num_mv_samples", "num_fantasies", "candidate_set_size", "maxiter", "fit_maxiter"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)!r}")
 
@@ -359,6 +362,7 @@ class SingleFidelityGP:
         num_restarts: SLSQP starts per batch slot.
         mc_samples: QMC samples for qLogNEI.
         maxiter: SLSQP iterations per start.
+        fit_maxiter: L-BFGS-B iterations for the hyperparameters.
     """
 
     rung: str | None = None
@@ -369,6 +373,12 @@ class SingleFidelityGP:
     mc_samples: int = 128
     maxiter: int = 60
     fit_maxiter: int = 200
+
+    def __post_init__(self) -> None:
+        _check_weight_transform(self.weight_transform)
+        for name in ("raw_samples", "num_restarts", "mc_samples", "maxiter", "fit_maxiter"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)!r}")
 
     def _rung(self, ctx: ProposalContext) -> str:
         names = [r.name for r in ctx.ladder.rungs]
@@ -437,6 +447,11 @@ class SingleFidelityGP:
             candidates, optimise = _recommendation_candidates(ctx, obs, rung)
             best, mean, std = best_posterior_mean(model, ctx.space, np.zeros(0), candidates, optimise)
         return Recommendation(tuple(float(x) for x in best), -mean, std, rung, extra={"n_fit": len(y), "proposer": "gp"})
+
+
+def _check_weight_transform(name: str) -> None:
+    if name not in WEIGHT_TRANSFORMS:
+        raise ValueError(f"weight_transform: unknown transform {name!r}; known: {', '.join(WEIGHT_TRANSFORMS)}")
 
 
 def _single_rung_encoder(rung: str) -> FidelityEncoder:

@@ -27,8 +27,12 @@ transfer from cheap rungs).
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import math
+import threading
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -40,6 +44,7 @@ from botorch.models import SingleTaskGP
 from botorch.models.deterministic import DeterministicModel
 from botorch.models.model import Model
 from botorch.posteriors import GPyTorchPosterior
+from botorch.utils.sampling import manual_seed
 from gpytorch.distributions import MultivariateNormal
 from linear_operator import to_linear_operator
 from botorch.models.kernels.downsampling import DownsamplingKernel
@@ -53,6 +58,10 @@ from gpytorch.priors import GammaPrior, LogNormalPrior
 from torch import Tensor
 
 from mixsearch.study import FidelityLadder, Rung
+
+# GPyTorch's interpolation builds a sparse tensor on import paths every fit touches, and
+# torch then prints a warning about sparse invariant checks into the user's study output.
+warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled", category=UserWarning)
 
 KERNELS = ("ar", "downsampling", "product")
 WEIGHT_TRANSFORMS = ("identity", "log")
@@ -307,6 +316,52 @@ def fit_surrogate(
         raise ValueError(f"weight_transform: unknown transform {weight_transform!r}; known: {', '.join(WEIGHT_TRANSFORMS)}")
     if not torch.isfinite(X).all() or not torch.isfinite(Y).all():
         raise ValueError("surrogate: training data contain NaN or infinite values")
+    key = _fit_key(X, Y, n_weights, kind, weight_transform, maxiter)
+    model = _build_model(X, Y, n_weights, kind, weight_transform)
+    with _FIT_LOCK:
+        state = _FIT_CACHE.get(key)
+        if state is not None:
+            _FIT_CACHE.move_to_end(key)
+    if state is not None:
+        model.load_state_dict(state)
+        model.eval()
+        return model
+    mll = ExactMarginalLogLikelihood(model.likelihood, model)
+    # The fit's randomness (restarts after a failed optimisation) is drawn from the data
+    # themselves, so a fit is a function of (data, settings) and may be reused by any
+    # caller, whatever seed it runs under.
+    with warnings.catch_warnings(), manual_seed(int.from_bytes(bytes.fromhex(key[:8]), "big")):
+        # Inputs are weights and fidelity features already on a unit scale; the
+        # scale-check warnings are noise here, as are optimiser restarts messages.
+        warnings.simplefilter("ignore")
+        fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
+    model.eval()
+    with _FIT_LOCK:
+        _FIT_CACHE[key] = copy.deepcopy(model.state_dict())
+        while len(_FIT_CACHE) > _FIT_CACHE_SIZE:
+            _FIT_CACHE.popitem(last=False)
+    return model
+
+
+# Proposers refit on every call, and recommend() follows propose() on the same
+# history (the bench harness calls both each step), so the last few fits are kept:
+# hyperparameters only, keyed by a hash of the data and settings.
+_FIT_CACHE: "OrderedDict[str, dict[str, Tensor]]" = OrderedDict()
+_FIT_CACHE_SIZE = 16
+_FIT_LOCK = threading.Lock()
+
+
+def _fit_key(X: Tensor, Y: Tensor, n_weights: int, kind: str, weight_transform: str, maxiter: int) -> str:
+    h = hashlib.sha256()
+    for t in (X, Y):
+        a = t.detach().to(dtype=DTYPE).contiguous().numpy()
+        h.update(repr(a.shape).encode())
+        h.update(a.tobytes())
+    h.update(repr((n_weights, kind if X.shape[-1] > n_weights else "", weight_transform, maxiter)).encode())
+    return h.hexdigest()
+
+
+def _build_model(X: Tensor, Y: Tensor, n_weights: int, kind: str, weight_transform: str) -> SingleTaskGP:
     n_fid = X.shape[-1] - n_weights
     fid = list(range(n_weights, n_weights + n_fid))
     transform = LogWeights(list(range(n_weights))) if weight_transform == "log" else None
@@ -316,7 +371,7 @@ def fit_surrogate(
     else:
         covar = build_kernel(kind, n_weights, n_fid)
         mean = FidelityLinearMean(fid)
-    model = SingleTaskGP(
+    return SingleTaskGP(
         X,
         Y,
         covar_module=covar,
@@ -324,14 +379,6 @@ def fit_surrogate(
         outcome_transform=Standardize(m=1),
         input_transform=transform,
     )
-    mll = ExactMarginalLogLikelihood(model.likelihood, model)
-    with warnings.catch_warnings():
-        # Inputs are weights and fidelity features already on a unit scale; the
-        # scale-check warnings are noise here, as are optimiser restarts messages.
-        warnings.simplefilter("ignore")
-        fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
-    model.eval()
-    return model
 
 
 KernelFn = Callable[[Tensor, Tensor], Tensor]

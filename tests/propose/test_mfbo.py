@@ -69,6 +69,14 @@ def test_bad_options_are_named():
         MultiFidelityBO(n_init=1)
     with pytest.raises(ValueError, match="raw_samples"):
         MultiFidelityBO(raw_samples=0)
+    with pytest.raises(ValueError, match="kernel: unknown kernel"):
+        MultiFidelityBO(kernel="matern")
+    with pytest.raises(ValueError, match="weight_transform"):
+        MultiFidelityBO(weight_transform="sqrt")
+    with pytest.raises(ValueError, match="weight_transform"):
+        SingleFidelityGP(weight_transform="sqrt")
+    with pytest.raises(ValueError, match="fit_maxiter"):
+        SingleFidelityGP(fit_maxiter=0)
     with pytest.raises(ValueError, match="rung"):
         SingleFidelityGP(rung="nope").propose(ctx(SPACE3, TABLE, random_history(SPACE3, TABLE, 4, 0)), 1)
 

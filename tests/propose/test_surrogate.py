@@ -136,6 +136,29 @@ def test_single_rung_models_need_no_fidelity_columns():
     assert mean.shape == (10, 1) and torch.isfinite(mean).all()
 
 
+def test_a_repeated_fit_reuses_the_hyperparameters_and_gives_the_same_model(monkeypatch):
+    from mixsearch.propose import surrogate
+
+    enc = FidelityEncoder.from_ladder(TABLE)
+    X, Y = _data(30, 3, ("1M", "60M"), enc, seed=7)
+    calls = []
+    real_fit = surrogate.fit_gpytorch_mll
+    monkeypatch.setattr(surrogate, "fit_gpytorch_mll", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    monkeypatch.setattr(surrogate, "_FIT_CACHE", type(surrogate._FIT_CACHE)())
+    first = fit_surrogate(X, Y, 3, maxiter=50)
+    torch.manual_seed(123)  # the caller's seed does not enter a fit
+    again = fit_surrogate(X.clone(), Y.clone(), 3, maxiter=50)
+    assert len(calls) == 1
+    probe = as_inputs(np.full((4, 3), 1 / 3), enc.encode(["60M"] * 4))
+    a, b = CachedPosteriorGP(first, X).posterior(probe), CachedPosteriorGP(again, X).posterior(probe)
+    assert torch.equal(a.mean, b.mean) and torch.equal(a.variance, b.variance)
+    # Other data, or other settings, fit afresh.
+    fit_surrogate(X, Y + 1.0, 3, maxiter=50)
+    fit_surrogate(X, Y, 3, maxiter=51)
+    fit_surrogate(X, Y, 3, kind="product", maxiter=50)
+    assert len(calls) == 4
+
+
 def test_fit_rejects_bad_input_with_named_fields():
     X = torch.rand(5, 3, dtype=torch.double)
     Y = torch.rand(5, 1, dtype=torch.double)
