@@ -24,10 +24,10 @@ The history:
   ``--pending-cheap`` and ``--pending-big`` running trials (default 4 and 2). Mixtures are
   feasible draws from :mod:`mixsearch.propose.simplex`, half dense (Dirichlet 1) and half
   sparse (Dirichlet 0.3), stored as canonical weights as the ledger stores them.
-* Objectives from a 17-domain data mixing law (:class:`mixsearch.bench.oracles.MixingLaw`:
+* Objectives from a 17-domain data mixing law (:class:`mixsearch.bench.synthetic.MixingLaw`:
   a Chinchilla floor plus ``k_i exp(-a_i s) exp(sum_j (T_ij + s U_ij) r_j)``), with random
   but fixed interactions whose optimum moves with scale, plus Gaussian observation noise
-  that shrinks with model size. The synthetic oracle in :mod:`mixsearch.bench.oracles` only
+  that shrinks with model size. The synthetic oracle in :mod:`mixsearch.bench.synthetic` only
   has 6 domains, so the law is built here.
 
 Single-fidelity peers (``gp``, ``ax``, ``optuna-*``) fit only the trials at their rung,
@@ -85,7 +85,7 @@ from typing import Any
 import numpy as np
 
 from mixsearch.bench.harness import parse_proposer
-from mixsearch.bench.oracles import MixingLaw
+from mixsearch.bench.synthetic import MixingLaw
 from mixsearch.candidate import canonical_weights
 from mixsearch.propose import simplex
 from mixsearch.propose.base import History, ProposalContext, make_proposer
@@ -111,7 +111,7 @@ def mixing_law(k: int, seed: int) -> MixingLaw:
 
     In-domain data helps (negative diagonal of ``T``), other domains transfer a little or
     interfere (small off-diagonal terms), and ``a`` and ``U`` move the optimum with scale,
-    as in the 6-domain ``mixing-shift`` law of :mod:`mixsearch.bench.oracles`.
+    as in the 6-domain ``mixing-shift`` law of :mod:`mixsearch.bench.synthetic`.
 
     Args:
         k: Number of domains.

@@ -2,7 +2,7 @@
 
 Two kinds exist: ``proxy`` trains a small GPT on the mixture
 (:mod:`mixsearch.proxy.evaluator`), ``table`` replays published runs
-(:mod:`mixsearch.bench.oracles`).
+(:mod:`mixsearch.bench.table_oracle`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class Evaluator(Protocol):
 
 _KINDS = {
     "proxy": "mixsearch.proxy.evaluator:ProxyEvaluator",
-    "table": "mixsearch.bench.oracles:TableOracle",
+    "table": "mixsearch.bench.table_oracle:TableOracle",
 }
 
 

@@ -1,0 +1,310 @@
+"""The table oracle: published runs replayed as a world (and as the ``table`` Evaluator).
+
+:class:`TableOracle` reads a run table CSV (format in ``docs/tables.md``): columns
+``w_<domain>``, ``fidelity``, ``cost``, ``objective`` and optional ``loss_<domain>``.
+Proposers may only pick (mixture, fidelity) pairs present in the table (pool mode), and a
+real study can run on a table through the same class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import pandas as pd
+
+from mixsearch.candidate import Candidate, EvaluationError, TrialResult
+from mixsearch.propose.base import Pool
+from mixsearch.study import FidelityLadder, Rung, SearchSpace
+
+if TYPE_CHECKING:
+    from mixsearch.study import Study
+
+WEIGHT_PREFIX = "w_"
+LOSS_PREFIX = "loss_"
+REQUIRED_COLUMNS = ("fidelity", "cost", "objective")
+SUM_TOLERANCE = 1e-3
+# A proposed mixture matches a table row when no weight differs by more than this
+# (table weights are often printed to 3 decimals; candidates are rounded to 6).
+MATCH_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class RunTable:
+    """A validated run table, duplicates of a (mixture, fidelity) pair averaged.
+
+    Attributes:
+        domains: Domain names (from the ``w_<domain>`` columns), in table order.
+        weights: ``[P, K]`` mixtures, each row renormalised to sum to exactly 1.
+        fidelity: ``[P]`` fidelity labels.
+        cost: ``[P]`` run costs.
+        objective: ``[P]`` objective values (smaller is better).
+        losses: Per-domain loss columns (``loss_<name>`` -> ``[P]``); empty if none.
+    """
+
+    domains: tuple[str, ...]
+    weights: np.ndarray
+    fidelity: np.ndarray
+    cost: np.ndarray
+    objective: np.ndarray
+    losses: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def labels_by_cost(self) -> list[tuple[str, float]]:
+        """``(label, mean cost)`` pairs, cheapest first."""
+        out = [(str(f), float(self.cost[self.fidelity == f].mean())) for f in pd.unique(self.fidelity)]
+        return sorted(out, key=lambda x: (x[1], x[0]))
+
+
+def read_table(path: str | Path) -> RunTable:
+    """Read and validate a run table CSV.
+
+    Args:
+        path: The CSV file (columns ``w_<domain>``..., ``fidelity``, ``cost``, ``objective``,
+            optional ``loss_<name>``...; other columns are ignored).
+
+    Returns:
+        The validated table.
+
+    Raises:
+        ValueError: one line naming the file and the offending column (and row).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{path}: table file not found")
+    try:
+        df = pd.read_csv(p, dtype={"fidelity": str})
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the file's fault
+        raise ValueError(f"{path}: cannot read as CSV: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    wcols = [c for c in df.columns if c.startswith(WEIGHT_PREFIX)]
+    if len(wcols) < 2:
+        raise ValueError(f"{path}: need at least two weight columns named 'w_<domain>', found {len(wcols)}")
+    for col in REQUIRED_COLUMNS:
+        if col not in df.columns:
+            raise ValueError(f"{path}: missing column {col!r}")
+    if len(df) == 0:
+        raise ValueError(f"{path}: the table has no rows")
+    lcols = [c for c in df.columns if c.startswith(LOSS_PREFIX)]
+    numeric = {c: _numeric_column(df, c, path) for c in (*wcols, "cost", "objective", *lcols)}
+    fid = df["fidelity"]
+    bad = fid.isna() | (fid.astype(str).str.strip() == "")
+    if bad.any():
+        raise ValueError(f"{path}: column 'fidelity' has an empty value (row {_row(bad)})")
+    w = np.stack([numeric[c] for c in wcols], axis=1)
+    if (w < 0).any():
+        i, j = np.argwhere(w < 0)[0]
+        raise ValueError(f"{path}: column {wcols[j]!r} has a negative weight {w[i, j]:g} (row {i + 2})")
+    sums = w.sum(axis=1)
+    off = np.abs(sums - 1.0) > SUM_TOLERANCE
+    if off.any():
+        i = int(np.argmax(off))
+        raise ValueError(f"{path}: columns w_*: weights in row {i + 2} sum to {sums[i]:.6g}, not 1 ± {SUM_TOLERANCE:g}")
+    if (numeric["cost"] <= 0).any():
+        i = int(np.argmax(numeric["cost"] <= 0))
+        raise ValueError(f"{path}: column 'cost' must be positive, got {numeric['cost'][i]:g} (row {i + 2})")
+    w = w / sums[:, None]
+    domains = tuple(c[len(WEIGHT_PREFIX) :] for c in wcols)
+    return _merge_duplicates(domains, w, fid.astype(str).str.strip().to_numpy(), numeric, lcols)
+
+
+def _numeric_column(df: pd.DataFrame, col: str, path: str | Path) -> np.ndarray:
+    """A column as floats; a one-line error naming the column and row otherwise."""
+    values = pd.to_numeric(df[col], errors="coerce")
+    bad = values.isna() & df[col].notna()
+    if bad.any():
+        i = _row(bad)
+        raise ValueError(f"{path}: column {col!r} has a non-numeric value {df[col][bad].iloc[0]!r} (row {i})")
+    if values.isna().any():
+        raise ValueError(f"{path}: column {col!r} has an empty value (row {_row(values.isna())})")
+    arr = values.to_numpy(dtype=float)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{path}: column {col!r} has a non-finite value (row {_row(pd.Series(~np.isfinite(arr)))})")
+    return arr
+
+
+def _row(mask: pd.Series) -> int:
+    """1-based CSV line number (header is line 1) of the first True in ``mask``."""
+    return int(np.argmax(np.asarray(mask))) + 2
+
+
+def _merge_duplicates(domains: tuple[str, ...], w: np.ndarray, fid: np.ndarray, numeric: dict[str, np.ndarray], lcols: list[str]) -> RunTable:
+    """Average rows that repeat a (mixture, fidelity) pair (replicate seeds)."""
+    key = pd.DataFrame(np.round(w, 6), columns=list(domains))
+    key["__fid"] = fid
+    groups = key.groupby(list(key.columns), sort=False).ngroup().to_numpy()
+    n = int(groups.max()) + 1
+
+    def mean(x: np.ndarray) -> np.ndarray:
+        return np.bincount(groups, weights=x, minlength=n) / np.bincount(groups, minlength=n)
+
+    first = np.array([np.argmax(groups == g) for g in range(n)])
+    weights = np.stack([mean(w[:, j]) for j in range(w.shape[1])], axis=1)
+    weights = weights / weights.sum(axis=1, keepdims=True)
+    losses = {c[len(LOSS_PREFIX) :]: mean(numeric[c]) for c in lcols}
+    return RunTable(domains, weights, fid[first], mean(numeric["cost"]), mean(numeric["objective"]), losses)
+
+
+class TableOracle:
+    """Replays a run table: the ``table`` evaluator of studies and an oracle of the harness.
+
+    Args:
+        path: The table CSV.
+        target: Fidelity label the answer is for; default the costliest label. Labels
+            costlier than the target are left out of the ladder.
+        domains: Domain order to use (must be the table's ``w_`` domains); default table order.
+
+    The table is read on :meth:`prepare` (called by every accessor), so building one is cheap
+    and it pickles small until used.
+    """
+
+    def __init__(self, path: str | Path, target: str | None = None, domains: Sequence[str] | None = None) -> None:
+        self.path = str(path)
+        self.target = target
+        self._domains = tuple(domains) if domains is not None else None
+        self._table: RunTable | None = None
+        self._hash: str | None = None
+        self._ladder: FidelityLadder | None = None
+        self.name = f"table:{Path(self.path).name}"
+
+    # -- Evaluator protocol ------------------------------------------------------------
+
+    @classmethod
+    def from_study(cls, study: "Study") -> "TableOracle":
+        """The table evaluator of a study (``evaluator.options``: ``path``, optional ``target``)."""
+        opts = dict(study.evaluator.options)
+        if not opts.get("path"):
+            raise ValueError("evaluator.options.path: a table evaluator needs the table CSV path")
+        oracle = cls(opts["path"], opts.get("target"), study.domain_names)
+        oracle.prepare()
+        if study.objective.direction != "minimize":
+            raise ValueError(f"{oracle.path}: table objectives are minimised; negate accuracies in the table and use Objective(direction='minimize')")
+        labels = set(oracle.ladder.names)
+        for r in study.ladder.rungs:
+            if r.name not in labels:
+                raise ValueError(f"{oracle.path}: study rung {r.name!r} is not a fidelity in the table; labels: {', '.join(oracle.ladder.names)}")
+        return oracle
+
+    def prepare(self) -> None:
+        """Read and validate the table (idempotent)."""
+        if self._table is not None:
+            return
+        table = read_table(self.path)
+        if self._domains is not None:
+            if sorted(self._domains) != sorted(table.domains):
+                raise ValueError(f"{self.path}: table domains {list(table.domains)} do not match the study's {list(self._domains)}")
+            order = [table.domains.index(d) for d in self._domains]
+            table = RunTable(self._domains, table.weights[:, order], table.fidelity, table.cost, table.objective, table.losses)
+        labels = [lab for lab, _ in table.labels_by_cost()]
+        if self.target is not None and self.target not in labels:
+            raise ValueError(f"{self.path}: target fidelity {self.target!r} is not in the table; labels: {', '.join(labels)}")
+        self._table = table
+        self._hash = hashlib.sha256(Path(self.path).read_bytes()).hexdigest()[:16]
+
+    def snapshot_id(self) -> str:
+        """Hash of the table file."""
+        self.prepare()
+        assert self._hash is not None
+        return f"table-{self._hash}"
+
+    def evaluate(self, candidate: Candidate, rung: Rung) -> TrialResult:
+        """The table's result for a candidate at a rung.
+
+        Raises:
+            EvaluationError: the mixture is not in the table at that fidelity.
+        """
+        try:
+            i = self._row(candidate.weights, rung.name)
+        except KeyError as exc:
+            raise EvaluationError(str(exc.args[0])) from None
+        t = self.table
+        losses = {name: float(v[i]) for name, v in t.losses.items()} or {"objective": float(t.objective[i])}
+        return TrialResult(
+            domain_losses=losses,
+            objective=float(t.objective[i]),
+            cost=float(t.cost[i]),
+            seconds=0.0,
+            metrics={"table_row": int(i), "fidelity": rung.name},
+        )
+
+    def pool(self) -> Pool:
+        """Every (mixture, fidelity) pair of the ladder's rungs."""
+        t = self.table
+        keep = np.isin(t.fidelity, self.ladder.names)
+        return Pool(t.weights[keep], tuple(str(f) for f in t.fidelity[keep]))
+
+    # -- table access ------------------------------------------------------------------
+
+    @property
+    def table(self) -> RunTable:
+        self.prepare()
+        assert self._table is not None
+        return self._table
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        return self.table.domains
+
+    @property
+    def space(self) -> SearchSpace:
+        return SearchSpace(self.domains)
+
+    @property
+    def ladder(self) -> FidelityLadder:
+        """Rungs = fidelity labels (cost = mean cost of the label) up to the target."""
+        if self._ladder is None:
+            by_cost = self.table.labels_by_cost()
+            target = self.target or by_cost[-1][0]
+            target_cost = dict(by_cost)[target]
+            rungs = tuple(Rung(lab, cost=c) for lab, c in by_cost if lab == target or c < target_cost)
+            self._ladder = FidelityLadder(rungs, Rung(target, cost=target_cost))
+        return self._ladder
+
+    def _row(self, weights: Sequence[float], rung: str) -> int:
+        t = self.table
+        idx = np.flatnonzero(t.fidelity == rung)
+        if idx.size:
+            gap = np.abs(t.weights[idx] - np.asarray(weights, dtype=float)[None, :]).max(axis=1)
+            j = int(np.argmin(gap))
+            if gap[j] <= MATCH_TOLERANCE:
+                return int(idx[j])
+        shown = ", ".join(f"{x:.4f}" for x in weights)
+        raise KeyError(f"{self.path}: mixture ({shown}) is not in the table at fidelity {rung!r}")
+
+    def lookup(self, weights: Sequence[float], rung: str) -> float:
+        """Objective of a mixture at a fidelity.
+
+        Raises:
+            KeyError: the pair is not in the table.
+        """
+        return float(self.table.objective[self._row(weights, rung)])
+
+    # -- BenchOracle -------------------------------------------------------------------
+
+    def observe(self, weights: Sequence[float], rung: str, seed: int) -> tuple[float, float]:
+        """``(objective, cost)`` of a table run (``seed`` is ignored: a table replays one run)."""
+        i = self._row(weights, rung)
+        return float(self.table.objective[i]), float(self.table.cost[i])
+
+    def _target_rows(self) -> np.ndarray:
+        return np.flatnonzero(self.table.fidelity == self.ladder.target.name)
+
+    def target_value(self, weights: Sequence[float]) -> float:
+        """Target objective of the target-fidelity mixture nearest to ``weights`` (Euclidean)."""
+        idx = self._target_rows()
+        d = np.linalg.norm(self.table.weights[idx] - np.asarray(weights, dtype=float)[None, :], axis=1)
+        return float(self.table.objective[idx[int(np.argmin(d))]])
+
+    def best_target(self) -> float:
+        """Smallest objective at the target fidelity."""
+        return float(self.table.objective[self._target_rows()].min())
+
+    def objective_range(self) -> float:
+        """Largest minus smallest objective at the target fidelity."""
+        y = self.table.objective[self._target_rows()]
+        return float(y.max() - y.min())
+
+    def target_run_cost(self) -> float:
+        """Mean cost of a run at the target fidelity."""
+        return float(self.ladder.target.run_cost)

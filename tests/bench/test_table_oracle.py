@@ -1,0 +1,146 @@
+"""The table oracle: validation, lookup, duplicates, the Evaluator protocol, snapshots."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mixsearch import Budget, Domain, EvaluatorSpec, FidelityLadder, Rung, Study
+from mixsearch.bench.table_oracle import TableOracle, read_table
+from mixsearch.candidate import Candidate, EvaluationError
+from mixsearch.evaluate import Evaluator, make_evaluator
+
+
+# -- table: reading and validation -------------------------------------------------------
+
+
+def test_table_ladder_pool_and_lookup(tiny_table, objective_fn):
+    o = TableOracle(tiny_table)
+    assert o.domains == ("a", "b", "c")
+    assert o.ladder.names == ["small", "big"] and o.ladder.target.name == "big"
+    assert o.ladder.rung("small").run_cost == 1.0 and o.target_run_cost() == 8.0
+    pool = o.pool()
+    assert pool.weights.shape == (48, 3) and pool.rungs.count("big") == 24
+    w = pool.weights[pool.rungs.index("big")]
+    assert o.lookup(w, "big") == pytest.approx(objective_fn(w[None, :], 1.0)[0])
+    big = pool.weights[[r == "big" for r in pool.rungs]]
+    y = objective_fn(big, 1.0)
+    assert o.best_target() == pytest.approx(y.min())
+    assert o.objective_range() == pytest.approx(y.max() - y.min())
+    # A recommendation off the pool is scored as its nearest target mixture.
+    assert o.target_value(big[int(np.argmin(y))] + 1e-3) == pytest.approx(y.min())
+    with pytest.raises(KeyError, match="not in the table"):
+        o.lookup([0.2, 0.2, 0.6], "big")
+
+
+def test_target_option_drops_costlier_labels(tiny_table):
+    o = TableOracle(tiny_table, target="small")
+    assert o.ladder.names == ["small"] and o.ladder.target.name == "small"
+    assert set(o.pool().rungs) == {"small"}
+
+
+def test_duplicate_rows_are_averaged(tmp_path):
+    df = pd.DataFrame(
+        {"w_a": [0.5, 0.5, 0.2], "w_b": [0.5, 0.5, 0.8], "fidelity": ["x", "x", "x"], "cost": [1.0, 3.0, 2.0], "objective": [1.0, 2.0, 5.0]}
+    )
+    df.to_csv(tmp_path / "t.csv", index=False)
+    t = read_table(tmp_path / "t.csv")
+    assert len(t.objective) == 2
+    o = TableOracle(tmp_path / "t.csv")
+    assert o.lookup([0.5, 0.5], "x") == pytest.approx(1.5)
+    assert o.observe([0.5, 0.5], "x", 0) == (pytest.approx(1.5), pytest.approx(2.0))
+
+
+def _write(tmp_path, **changes):
+    df = pd.DataFrame({"w_a": [0.5, 0.25], "w_b": [0.5, 0.75], "fidelity": ["1M", "60M"], "cost": [1.0, 60.0], "objective": [3.0, 2.5]})
+    for col, value in changes.items():
+        if value is None:
+            df = df.drop(columns=[col])
+        else:
+            df[col] = value
+    path = tmp_path / "bad.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"cost": None}, "missing column 'cost'"),
+        ({"objective": None}, "missing column 'objective'"),
+        ({"fidelity": None}, "missing column 'fidelity'"),
+        ({"w_b": None}, "at least two weight columns"),
+        ({"w_a": [0.5, 0.3]}, r"columns w_\*: weights in row 3 sum to 1.05"),
+        ({"w_a": [-0.1, 0.25], "w_b": [1.1, 0.75]}, "column 'w_a' has a negative weight"),
+        ({"cost": [1.0, -60.0]}, "column 'cost' must be positive"),
+        ({"objective": ["3.0", "abc"]}, "column 'objective' has a non-numeric value 'abc' \\(row 3\\)"),
+        ({"objective": [3.0, None]}, "column 'objective' has an empty value"),
+        ({"fidelity": ["1M", None]}, "column 'fidelity' has an empty value"),
+    ],
+)
+def test_table_errors_name_file_and_column(tmp_path, changes, message):
+    path = _write(tmp_path, **changes)
+    with pytest.raises(ValueError, match=message) as info:
+        TableOracle(path).prepare()
+    text = str(info.value)
+    assert text.startswith(str(path)) and "\n" not in text
+
+
+def test_missing_file_and_unknown_target(tmp_path, tiny_table):
+    with pytest.raises(ValueError, match="table file not found"):
+        TableOracle(tmp_path / "nope.csv").prepare()
+    with pytest.raises(ValueError, match="target fidelity '1B' is not in the table; labels: small, big"):
+        TableOracle(tiny_table, target="1B").prepare()
+
+
+# -- table: the Evaluator protocol --------------------------------------------------------
+
+
+def _table_study(path, rungs=("small", "big")):
+    return Study(
+        name="tbl",
+        domains=tuple(Domain(d) for d in ("a", "b", "c")),
+        ladder=FidelityLadder(tuple(Rung(r, cost=1.0) for r in rungs), Rung("big", cost=8.0)),
+        budget=Budget(max_trials=4),
+        evaluator=EvaluatorSpec("table", {"path": str(path)}),
+    )
+
+
+def test_table_oracle_is_the_table_evaluator(tmp_path, table_writer):
+    path = table_writer(tmp_path / "t.csv", losses=True)
+    ev = make_evaluator(_table_study(path))
+    assert isinstance(ev, TableOracle) and isinstance(ev, Evaluator)
+    ev.prepare()
+    sid = ev.snapshot_id()
+    assert sid.startswith("table-") and sid == TableOracle(path).snapshot_id()
+    pool = ev.pool()
+    w = pool.weights[0]
+    res = ev.evaluate(Candidate(tuple(w), pool.rungs[0]), Rung(pool.rungs[0], cost=1.0))
+    assert res.objective == pytest.approx(ev.lookup(w, pool.rungs[0]))
+    assert res.cost == 1.0 and res.finite
+    assert set(res.domain_losses) == {"a", "b", "c"}
+    with pytest.raises(EvaluationError, match="not in the table"):
+        ev.evaluate(Candidate((0.9, 0.05, 0.05), "big"), Rung("big", cost=8.0))
+    clone = pickle.loads(pickle.dumps(ev))
+    assert clone.lookup(w, pool.rungs[0]) == ev.lookup(w, pool.rungs[0])
+
+
+def test_evaluator_without_loss_columns_reports_the_objective(tiny_table):
+    ev = TableOracle(tiny_table)
+    w = ev.pool().weights[0]
+    res = ev.evaluate(Candidate(tuple(w), "small"), Rung("small", cost=1.0))
+    assert res.domain_losses == {"objective": res.objective}
+
+
+def test_study_rung_missing_from_table(tiny_table):
+    with pytest.raises(ValueError, match="study rung 'medium' is not a fidelity in the table"):
+        TableOracle.from_study(_table_study(tiny_table, rungs=("small", "medium")))
+
+
+def test_snapshot_changes_with_content(tmp_path, table_writer):
+    a = TableOracle(table_writer(tmp_path / "a.csv", seed=0)).snapshot_id()
+    b = TableOracle(table_writer(tmp_path / "b.csv", seed=1)).snapshot_id()
+    assert a != b
