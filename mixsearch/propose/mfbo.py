@@ -200,7 +200,10 @@ class MultiFidelityBO:
 
     Args:
         n_init: Finished trials before the model is used; default ``K + 1``.
-        init_target: Initial-design trials at the target when it is runnable.
+        init_target: Initial-design trials at the target when it is runnable. Default 0:
+            the acquisition decides when a target run is worth its cost (on the RegMix
+            table and the synthetic oracle, forcing one early target run cost more than it
+            taught; see docs/BENCHMARKS.md).
         acquisition: ``"gibbon"`` (MF-GIBBON, batches by its determinant term, no
             fantasies) or ``"mes"`` (MF-MES; pending points by fantasies).
         kernel: Surrogate kernel, see :mod:`mixsearch.propose.surrogate`.
@@ -217,7 +220,7 @@ class MultiFidelityBO:
     """
 
     n_init: int | None = None
-    init_target: int = 1
+    init_target: int = 0
     acquisition: str = "gibbon"
     kernel: str = "ar"
     weight_transform: str = "identity"
@@ -239,6 +242,8 @@ class MultiFidelityBO:
         _check_weight_transform(self.weight_transform)
         if self.n_init is not None and self.n_init < 2:
             raise ValueError(f"n_init: must be >= 2, got {self.n_init!r}")
+        if self.init_target < 0:
+            raise ValueError(f"init_target: must be >= 0, got {self.init_target!r}")
         for name in ("raw_samples", "num_restarts", "num_mv_samples", "num_fantasies", "candidate_set_size", "maxiter", "fit_maxiter"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)!r}")
