@@ -166,6 +166,8 @@ CASES = [
         "table.csv", "'cost'", "cheap",
     ),
     case("table-domains-differ-from-study", start_with(lambda f: table(f / "table.csv", lambda d: d.rename(columns={"w_c": "w_web"}))), "table.csv", "domains"),
+    case("table-unknown-option", lambda f: ["study", "start", str(study_file(f, evaluator=f"EvaluatorSpec('table', {{'path': {str(f / 'table.csv')!r}, 'tagret': 'm'}})")), "--quiet"], "evaluator.options.tagret", "unknown option"),
+    case("table-objective-reweighted", start(objective="Objective({'a': 2.0, 'b': 1.0})"), "objective.domain_weights", "objective column"),
     case("table-rung-not-in-table", start(ladder="FidelityLadder((Rung('xl', cost=9.0),), target=Rung('m', cost=4.0))"), "table.csv", "'xl'"),
     # -- the ledger and --storage
     case("ledger-from-newer-schema", start_with(newer_ledger), "ledger", "newer than this mixsearch"),

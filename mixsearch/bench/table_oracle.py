@@ -174,8 +174,15 @@ class TableOracle:
     def from_study(cls, study: "Study") -> "TableOracle":
         """The table evaluator of a study (``evaluator.options``: ``path``, optional ``target``)."""
         opts = dict(study.evaluator.options)
+        unknown = sorted(set(opts) - {"path", "target"})
+        if unknown:
+            raise ValueError(f"evaluator.options.{unknown[0]}: unknown option of the table evaluator; known: path, target")
         if not opts.get("path"):
             raise ValueError("evaluator.options.path: a table evaluator needs the table CSV path")
+        if study.objective.domain_weights:
+            # The table's objective column is what was measured; a reweighting of per-domain
+            # losses the table may not even hold would silently not happen.
+            raise ValueError("objective.domain_weights: a table study optimises the table's objective column; remove domain_weights (or build the objective column you want into the table)")
         oracle = cls(opts["path"], opts.get("target"), study.domain_names)
         oracle.prepare()
         if study.objective.direction != "minimize":
