@@ -6,7 +6,7 @@ the multi-fidelity BO proposer ``mfbo`` and, on the same history, its peers: ``g
 (SingleFidelityGP), ``regmix``, Ax (``ax``) and Optuna (``optuna-gp``, ``optuna-tpe``).
 Each proposer is built as a study builds it (:func:`mixsearch.propose.base.make_proposer`
 with the default options, unless a spec overrides one) and is rebuilt before every timed
-call, so no memoised fit carries over between repeats. Library imports happen before any
+call, and the Surrogate's fit cache is emptied first, so no fit carries over between repeats. Library imports happen before any
 timing. Each call is repeated ``--repeats`` times with the same context; the median and the
 minimum wall time are reported (the minimum is the least disturbed by other work on the
 machine), with the median CPU time of the process during the call (all threads; less
@@ -87,7 +87,7 @@ import numpy as np
 from mixsearch.bench.harness import parse_proposer
 from mixsearch.bench.synthetic import MixingLaw
 from mixsearch.candidate import canonical_weights
-from mixsearch.propose import simplex
+from mixsearch.propose import simplex, surrogate
 from mixsearch.propose.base import History, ProposalContext, make_proposer
 from mixsearch.study import FidelityLadder, ProposerSpec, Rung, SearchSpace
 
@@ -282,6 +282,9 @@ def time_one(spec: ProposerSpec, label: str, ctx: ProposalContext, q: int, repea
     cands: list[Any] = []
     for _ in range(repeats):
         proposer = make_proposer(spec)
+        # fit_surrogate keeps recent fits by data; a study's history changes between asks,
+        # so every timed call starts with none.
+        surrogate._FIT_CACHE.clear()
         c0, t0 = time.process_time(), time.perf_counter()
         cands = proposer.propose(ctx, q)
         times.append(time.perf_counter() - t0)
