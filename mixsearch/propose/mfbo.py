@@ -208,9 +208,10 @@ class MultiFidelityBO:
             fantasies) or ``"mes"`` (MF-MES; pending points by fantasies).
         kernel: Surrogate kernel, see :mod:`mixsearch.propose.surrogate`.
         weight_transform: ``"log"`` (default) or ``"identity"`` weights in the kernel.
-            Log weights make a change from 0.1 % to 1 % of a domain about as large as one from
-            10 % to 100 %, the power-law response to a domain's share that published runs
-            show; on the RegMix table they cut the cost to 1 % regret by 4x (docs/BENCHMARKS.md).
+            Log weights (``log(w + 0.01)``) make a change from 1 % to 10 % of a domain nearly
+            as large as one from 10 % to 100 %, the power-law response to a domain's share
+            that published runs show; on the RegMix table they cut the cost to 1 % regret
+            about 5x (docs/BENCHMARKS.md).
         raw_samples: Feasible draws scored to pick optimiser starts.
         num_restarts: SLSQP starts per rung and batch slot.
         num_mv_samples: Max-value samples at the target.

@@ -213,16 +213,19 @@ class RungCostModel(DeterministicModel):
 class LogWeights(ReversibleInputTransform):
     """``w -> log(w + eps)`` rescaled to [0, 1] on the weight columns.
 
-    Losses respond to a domain's weight roughly logarithmically (going from 0.1% to
-    1% of a domain matters as much as 10% to 100%), which a stationary kernel on raw
+    Losses respond to a domain's weight roughly logarithmically (going from 1% to 10%
+    of a domain matters nearly as much as 10% to 100%), which a stationary kernel on raw
     weights cannot express.
 
     Args:
         indices: Weight columns.
         eps: Floor added before the log; sets how much near-zero weights are spread.
+            0.01 was chosen on the RegMix table (1e-3, 1e-2 and 3e-2 tried: cost to 1 %
+            regret 0.60, 0.53 and 1.72 target runs): below a 1% share, differences
+            matter less, and a smaller floor also makes smooth objectives harder to fit.
     """
 
-    def __init__(self, indices: Sequence[int], eps: float = 1e-3) -> None:
+    def __init__(self, indices: Sequence[int], eps: float = 1e-2) -> None:
         super().__init__()
         self.register_buffer("indices", torch.tensor(list(indices), dtype=torch.long))
         self.eps = eps
