@@ -36,7 +36,15 @@ from mixsearch.candidate import Candidate, canonical_weights
 from mixsearch.propose import simplex
 from mixsearch.propose.acqopt import best_posterior_mean, greedy_batch, pool_batch, raw_mixtures
 from mixsearch.propose.base import ProposalContext, Recommendation, as_candidates
-from mixsearch.propose.surrogate import DTYPE, KERNELS, WEIGHT_TRANSFORMS, CachedPosteriorGP, FidelityEncoder, as_inputs, fit_surrogate
+from mixsearch.propose.surrogate import (
+    DTYPE,
+    CachedPosteriorGP,
+    FidelityEncoder,
+    as_inputs,
+    check_kernel,
+    check_weight_transform,
+    fit_surrogate,
+)
 from mixsearch.study import Rung
 
 ACQUISITIONS = ("gibbon", "mes")
@@ -241,16 +249,13 @@ class MultiFidelityBO:
     def __post_init__(self) -> None:
         if self.acquisition not in ACQUISITIONS:
             raise ValueError(f"acquisition: unknown acquisition {self.acquisition!r}; known: {', '.join(ACQUISITIONS)}")
-        if self.kernel not in KERNELS:
-            raise ValueError(f"kernel: unknown kernel {self.kernel!r}; known: {', '.join(KERNELS)}")
-        _check_weight_transform(self.weight_transform)
+        check_kernel(self.kernel)
+        check_weight_transform(self.weight_transform)
         if self.n_init is not None and self.n_init < 2:
             raise ValueError(f"n_init: must be >= 2, got {self.n_init!r}")
         if self.init_target < 0:
             raise ValueError(f"init_target: must be >= 0, got {self.init_target!r}")
-        for name in ("raw_samples", "num_restarts", "num_mv_samples", "num_fantasies", "candidate_set_size", "maxiter", "fit_maxiter"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)!r}")
+        _require_positive(self, "raw_samples", "num_restarts", "num_mv_samples", "num_fantasies", "candidate_set_size", "maxiter", "fit_maxiter")
 
     # -- shared pieces ------------------------------------------------------
 
@@ -384,10 +389,8 @@ class SingleFidelityGP:
     fit_maxiter: int = 200
 
     def __post_init__(self) -> None:
-        _check_weight_transform(self.weight_transform)
-        for name in ("raw_samples", "num_restarts", "mc_samples", "maxiter", "fit_maxiter"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)!r}")
+        check_weight_transform(self.weight_transform)
+        _require_positive(self, "raw_samples", "num_restarts", "mc_samples", "maxiter", "fit_maxiter")
 
     def _rung(self, ctx: ProposalContext) -> str:
         names = [r.name for r in ctx.ladder.rungs]
@@ -458,9 +461,11 @@ class SingleFidelityGP:
         return Recommendation(tuple(float(x) for x in best), -mean, std, rung, extra={"n_fit": len(y), "proposer": "gp"})
 
 
-def _check_weight_transform(name: str) -> None:
-    if name not in WEIGHT_TRANSFORMS:
-        raise ValueError(f"weight_transform: unknown transform {name!r}; known: {', '.join(WEIGHT_TRANSFORMS)}")
+def _require_positive(options: object, *names: str) -> None:
+    """Raise a ValueError naming the first of ``names`` whose value on ``options`` is below 1."""
+    for name in names:
+        if int(getattr(options, name)) < 1:
+            raise ValueError(f"{name}: must be >= 1, got {getattr(options, name)!r}")
 
 
 def _single_rung_encoder(rung: str) -> FidelityEncoder:

@@ -68,6 +68,18 @@ WEIGHT_TRANSFORMS = ("identity", "log")
 DTYPE = torch.double
 
 
+def check_kernel(kind: str) -> None:
+    """Raise a ValueError naming ``kernel`` unless ``kind`` is one of :data:`KERNELS`."""
+    if kind not in KERNELS:
+        raise ValueError(f"kernel: unknown kernel {kind!r}; known: {', '.join(KERNELS)}")
+
+
+def check_weight_transform(name: str) -> None:
+    """Raise a ValueError naming ``weight_transform`` unless ``name`` is one of :data:`WEIGHT_TRANSFORMS`."""
+    if name not in WEIGHT_TRANSFORMS:
+        raise ValueError(f"weight_transform: unknown transform {name!r}; known: {', '.join(WEIGHT_TRANSFORMS)}")
+
+
 @dataclass(frozen=True)
 class FidelityEncoder:
     """Maps rung names to fidelity features and costs.
@@ -271,6 +283,7 @@ def build_kernel(kind: str, n_weights: int, n_fidelity: int) -> gpytorch.kernels
         n_weights: K.
         n_fidelity: S.
     """
+    check_kernel(kind)
     fid = list(range(n_weights, n_weights + n_fidelity))
     if kind == "product":
         k_s = RBFKernel(ard_num_dims=n_fidelity, active_dims=fid, lengthscale_prior=LogNormalPrior(0.5, 1.0))
@@ -279,16 +292,15 @@ def build_kernel(kind: str, n_weights: int, n_fidelity: int) -> gpytorch.kernels
         parts = [_weights_kernel(n_weights)]
         parts += [DownsamplingKernel(offset_prior=GammaPrior(3.0, 6.0), power_prior=GammaPrior(3.0, 6.0), active_dims=[i]) for i in fid]
         return ScaleKernel(ProductKernel(*parts), outputscale_prior=GammaPrior(2.0, 2.0))
-    if kind == "ar":
-        # sigma^2 [k_T(w, w') + gamma * b(s) b(s') k_E(w, w')]: gamma is the discrepancy's
-        # share of the variance, a priori small (proxies usually rank mixtures much as the
-        # target does) but free to grow when the rungs disagree. One downsampling term per
-        # feature, added, so a rung below the target in any feature carries a discrepancy.
-        gaps = [DownsamplingKernel(offset_prior=GammaPrior(1.0, 100.0), power_prior=GammaPrior(3.0, 6.0), active_dims=[i]) for i in fid]
-        gap_s = gaps[0] if len(gaps) == 1 else AdditiveKernel(*gaps)
-        k_gap = ScaleKernel(ProductKernel(_weights_kernel(n_weights), gap_s), outputscale_prior=GammaPrior(2.0, 20.0))
-        return ScaleKernel(AdditiveKernel(_weights_kernel(n_weights), k_gap), outputscale_prior=GammaPrior(2.0, 2.0))
-    raise ValueError(f"kernel: unknown kernel {kind!r}; known: {', '.join(KERNELS)}")
+    assert kind == "ar"
+    # sigma^2 [k_T(w, w') + gamma * b(s) b(s') k_E(w, w')]: gamma is the discrepancy's
+    # share of the variance, a priori small (proxies usually rank mixtures much as the
+    # target does) but free to grow when the rungs disagree. One downsampling term per
+    # feature, added, so a rung below the target in any feature carries a discrepancy.
+    gaps = [DownsamplingKernel(offset_prior=GammaPrior(1.0, 100.0), power_prior=GammaPrior(3.0, 6.0), active_dims=[i]) for i in fid]
+    gap_s = gaps[0] if len(gaps) == 1 else AdditiveKernel(*gaps)
+    k_gap = ScaleKernel(ProductKernel(_weights_kernel(n_weights), gap_s), outputscale_prior=GammaPrior(2.0, 20.0))
+    return ScaleKernel(AdditiveKernel(_weights_kernel(n_weights), k_gap), outputscale_prior=GammaPrior(2.0, 2.0))
 
 
 def fit_surrogate(
@@ -315,8 +327,7 @@ def fit_surrogate(
     Raises:
         ValueError: an unknown kernel or transform, or non-finite data.
     """
-    if weight_transform not in WEIGHT_TRANSFORMS:
-        raise ValueError(f"weight_transform: unknown transform {weight_transform!r}; known: {', '.join(WEIGHT_TRANSFORMS)}")
+    check_weight_transform(weight_transform)
     if not torch.isfinite(X).all() or not torch.isfinite(Y).all():
         raise ValueError("surrogate: training data contain NaN or infinite values")
     key = _fit_key(X, Y, n_weights, kind, weight_transform, maxiter)
