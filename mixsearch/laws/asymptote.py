@@ -7,7 +7,7 @@ asymptote takes K → ∞ at each N, then N → ∞ on those asymptotes; and a r
 data efficiency is the token multiplier at which a baseline data law
 L(D) = E + A/D^β reaches the same loss.
 
-The one-variable law x ↦ E + A/x^α (:class:`SaturatingPowerModel`) is also the
+The one-variable law x ↦ E + A/x^α (:class:`SaturatingPowerFormula`) is also the
 step law and the size law of the nested data-mixing pipeline.
 """
 
@@ -27,7 +27,7 @@ _E_FRACTIONS = (1e-3, 0.25, 0.5, 0.75, 0.9, 0.97, 0.99)
 _EXPONENTS = (0.1, 0.5, 1.0)
 
 
-class SaturatingPowerModel:
+class SaturatingPowerFormula:
     """log L̂ = LSE(e, a − α (log x − c)): L(x) = E + A/x^α with θ = (e, a, α), inputs ``[n, 1]``.
 
     Internally the log input is centred on a fixed reference ``c = log_ref`` (the
@@ -62,7 +62,7 @@ class SaturatingPowerModel:
     def rows_value_and_jacobian(self, theta_rows: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each row with its own parameters: θ ``[..., n, 3]``, x ``[n, 1]`` → (``[..., n]``, ``[..., n, 3]``).
 
-        Lets :class:`~mixsearch.laws.fit.TiedModel` evaluate many curves without a Python loop.
+        Lets :class:`~mixsearch.laws.fit.TiedFormula` evaluate many curves without a Python loop.
         """
         e, a, alpha = theta_rows[..., 0], theta_rows[..., 1], theta_rows[..., 2]
         log_x = np.log(x[:, 0]) - self.log_ref
@@ -100,14 +100,14 @@ class SaturatingPowerModel:
         return out
 
     @staticmethod
-    def for_data(x: np.ndarray) -> "SaturatingPowerModel":
-        """A model centred on the median log of ``x``."""
-        return SaturatingPowerModel(float(np.median(np.log(np.asarray(x, dtype=float)))))
+    def for_data(x: np.ndarray) -> "SaturatingPowerFormula":
+        """A formula centred on the median log of ``x``."""
+        return SaturatingPowerFormula(float(np.median(np.log(np.asarray(x, dtype=float)))))
 
 
 def power_to_public(theta: np.ndarray) -> np.ndarray:
-    """Internal (e, a, α) ``[..., 3]`` of an uncentred model → public (E, A, α)."""
-    return SaturatingPowerModel().to_public(theta)
+    """Internal (e, a, α) ``[..., 3]`` of an uncentred formula → public (E, A, α)."""
+    return SaturatingPowerFormula().to_public(theta)
 
 
 _FORMS = {
@@ -216,14 +216,14 @@ def fit_power_law(
         raise ValueError(f"form: must be 'size', 'ensemble' or 'data', got {form!r}")
     var, exponent = _FORMS[form][0], _FORMS[form][1]
     xa, y = _pair(x, loss, var)
-    model = SaturatingPowerModel.for_data(xa)
-    fit = fit_model(model, xa, y, options or FitOptions())
+    formula = SaturatingPowerFormula.for_data(xa)
+    fit = fit_model(formula, xa, y, options or FitOptions())
     return build_law(
         AsymptoteLaw,
         fit,
         y,
         ("E", "A", exponent),
-        model.to_public,
+        formula.to_public,
         name=name or form,
         form=form,
         inputs={var: _FORMS[form][3]},
@@ -357,9 +357,9 @@ def joint_asymptote(
     xs = [k_arr[n_arr == s] for s in sizes]
     ys = [y[n_arr == s] for s in sizes]
     tied = ("alpha",) if tie_ensemble_exponent else ()
-    inner = SaturatingPowerModel.for_data(k_arr)
-    fit, model = fit_tied(inner, xs, ys, tied, opts.replace(cv_folds=0))
-    per_size = inner.to_public(np.stack([model.curve_theta(fit.theta, c) for c in range(sizes.size)]))
+    inner = SaturatingPowerFormula.for_data(k_arr)
+    fit, formula = fit_tied(inner, xs, ys, tied, opts.replace(cv_folds=0))
+    per_size = inner.to_public(np.stack([formula.curve_theta(fit.theta, c) for c in range(sizes.size)]))
     ensembles = tuple(
         AsymptoteLaw(
             name=f"{name}.ensemble@N={s:.4g}",
@@ -375,8 +375,8 @@ def joint_asymptote(
     )
     stage_two = opts.replace(bootstrap=0, cv_folds=0)
     asymptotes = per_size[:, 0]
-    size_model = SaturatingPowerModel.for_data(sizes)
-    outer = fit_model(size_model, sizes, asymptotes, stage_two)
+    size_formula = SaturatingPowerFormula.for_data(sizes)
+    outer = fit_model(size_formula, sizes, asymptotes, stage_two)
     samples = None
     if fit.bootstrap is not None:
         # Each stage-one draw gives a set of ensemble asymptotes; refitting the size law
@@ -384,18 +384,18 @@ def joint_asymptote(
         quick = stage_two.replace(n_starts=4)
         rows = []
         for draw in fit.bootstrap:
-            e_draw = np.exp(np.array([model.curve_theta(draw, c)[0] for c in range(sizes.size)]))
+            e_draw = np.exp(np.array([formula.curve_theta(draw, c)[0] for c in range(sizes.size)]))
             try:
-                rows.append(fit_model(size_model, sizes, e_draw, quick, warm_starts=outer.theta[None, :]).theta)
+                rows.append(fit_model(size_formula, sizes, e_draw, quick, warm_starts=outer.theta[None, :]).theta)
             except FitError:
                 continue
-        samples = size_model.to_public(np.stack(rows)) if rows else None
+        samples = size_formula.to_public(np.stack(rows)) if rows else None
     law = build_law(
         AsymptoteLaw,
         outer,
         asymptotes,
         ("E", "A", "alpha"),
-        size_model.to_public,
+        size_formula.to_public,
         name=name,
         form="joint",
         inputs={"N": _FORMS["joint"][3]},
@@ -438,7 +438,7 @@ __all__ = [
     "AsymptoteLaw",
     "DataEfficiency",
     "JointAsymptote",
-    "SaturatingPowerModel",
+    "SaturatingPowerFormula",
     "compare_recipes",
     "data_efficiency",
     "fit_data_law",

@@ -24,7 +24,7 @@ INPUTS = {
 }
 
 
-class ChinchillaModel:
+class ChinchillaFormula:
     """log L̂ = LSE(e, a − α log N, b − β log D); θ = (e, a, b, α, β), inputs ``[n, 2]`` = (N, D)."""
 
     names = ("e", "a", "b", "alpha", "beta")
@@ -195,7 +195,7 @@ def fit_chinchilla(
     for label, arr in (("N", n_arr), ("D", d_arr), ("loss", y)):
         if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
             raise ValueError(f"{label}: must be positive finite numbers")
-    fit = fit_model(ChinchillaModel(), np.column_stack([n_arr, d_arr]), y, options or FitOptions())
+    fit = fit_model(ChinchillaFormula(), np.column_stack([n_arr, d_arr]), y, options or FitOptions())
     return build_law(
         ChinchillaLaw,
         fit,

@@ -44,7 +44,7 @@ def _powers(x: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return p, p * log_x
 
 
-class PowerOffsetModel:
+class PowerOffsetFormula:
     """y = α·(x/u)^s + β; θ = (α, s, β), inputs ``[n, 1]``.
 
     Args:
@@ -84,7 +84,7 @@ class PowerOffsetModel:
         return [(None, None), self.s_bounds, (None, None)]
 
 
-class TwoPowerOffsetModel:
+class TwoPowerOffsetFormula:
     """y = α2·(x/u)^s2 + α3·(x/u)^s3 + β; θ = (α2, s2, α3, s3, β), inputs ``[n, 1]``."""
 
     names = ("alpha2", "s2", "alpha3", "s3", "beta2")
@@ -182,10 +182,10 @@ def _fit_form(form: str, x: np.ndarray, y: np.ndarray, options: FitOptions, name
     var, names, _, output = _FORMS[form]
     unit = T_UNIT if var == "T" else 1.0
     if form == "increment_general":
-        model: Any = TwoPowerOffsetModel(unit)
+        formula: Any = TwoPowerOffsetFormula(unit)
     else:
-        model = PowerOffsetModel(unit, RATIO_S_BOUNDS if var == "R" else TOKENS_S_BOUNDS)
-    fit = fit_model(model, x, y, options)
+        formula = PowerOffsetFormula(unit, RATIO_S_BOUNDS if var == "R" else TOKENS_S_BOUNDS)
+    fit = fit_model(formula, x, y, options)
     to_public = _two_power_public if form == "increment_general" else (lambda t: np.asarray(t, dtype=float))
     output = output or {"name": f"{extra.get('loss', 'general')} loss", "unit": "nats/token"}
     return build_law(

@@ -5,10 +5,10 @@ logsumexp of terms, as in Hoffmann et al. 2022), multi-start L-BFGS-B from the b
 points of a grid, analytic gradients and tight tolerances, a bootstrap over runs for
 intervals, and K-fold (or leave-one-out) held-out error.
 
-A law enters this module as a :class:`Model`: named internal parameters θ, a
+A law enters this module as a :class:`Formula`: named internal parameters θ, a
 vectorised value function, its Jacobian, a grid of initial points and bounds.
-Nothing here knows a particular law. :class:`TiedModel` fits several curves of one
-model together with some parameters shared (one exponent for all domains, say).
+Nothing here knows a particular law. :class:`TiedFormula` fits several curves of one
+formula together with some parameters shared (one exponent for all domains, say).
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ class FitOptions:
         return FitOptions(**d)  # type: ignore[arg-type]
 
 
-class Model(Protocol):
+class Formula(Protocol):
     """What the fitter needs to know about a law.
 
     Attributes:
@@ -134,7 +134,7 @@ class Model(Protocol):
     def jacobian(self, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
         """``[n, p]`` derivative of ``value(theta, x)`` with respect to θ ``[p]``.
 
-        A model may also define ``value_and_jacobian(theta [p], x) -> ([n], [n, p])``
+        A formula may also define ``value_and_jacobian(theta [p], x) -> ([n], [n, p])``
         to share work between the two; the fitter uses it when present.
         """
         ...
@@ -170,14 +170,14 @@ def huber(r: np.ndarray, delta: float) -> np.ndarray:
     return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
 
 
-def huber_objective(model: Model, theta: np.ndarray, x: np.ndarray, target: np.ndarray, delta: float) -> tuple[float, np.ndarray]:
+def huber_objective(formula: Formula, theta: np.ndarray, x: np.ndarray, target: np.ndarray, delta: float) -> tuple[float, np.ndarray]:
     """Σ Huber(value - target) and its gradient with respect to θ.
 
     This is the objective as Hoffmann et al. state it; the optimiser minimises it
     divided by ``δ · n`` so that tolerances mean the same for every law and table.
 
     Args:
-        model: The law.
+        formula: The law.
         theta: ``[p]`` parameters.
         x: ``[n, d]`` inputs.
         target: ``[n]`` observations in the fitting space.
@@ -186,23 +186,23 @@ def huber_objective(model: Model, theta: np.ndarray, x: np.ndarray, target: np.n
     Returns:
         ``(objective, gradient [p])``.
     """
-    both = getattr(model, "value_and_jacobian", None)
+    both = getattr(formula, "value_and_jacobian", None)
     if both is not None:
         f, jac = both(theta, x)
     else:
-        f, jac = model.value(theta, x), None
+        f, jac = formula.value(theta, x), None
     r = f - target
     if not np.all(np.isfinite(r)):
         return math.inf, np.zeros_like(theta)
     psi = np.clip(r, -delta, delta)  # dHuber/dr
     if jac is None:
-        jac = model.jacobian(theta, x)
+        jac = formula.jacobian(theta, x)
     return float(huber(r, delta).sum()), jac.T @ psi
 
 
 @dataclass(frozen=True)
 class FitResult:
-    """A fitted model: the optimum, how it was reached, and its uncertainty.
+    """A fitted formula: the optimum, how it was reached, and its uncertainty.
 
     Attributes:
         theta: ``[p]`` best internal parameters.
@@ -259,7 +259,7 @@ class FitResult:
 
 
 def fit_model(
-    model: Model,
+    formula: Formula,
     x: np.ndarray,
     y: np.ndarray,
     options: FitOptions | None = None,
@@ -269,7 +269,7 @@ def fit_model(
     """Fit a law to data by robust multi-start optimisation, with bootstrap and held-out error.
 
     Args:
-        model: The law to fit.
+        formula: The law to fit.
         x: ``[n, d]`` (or ``[n]``) inputs.
         y: ``[n]`` observations in natural units (positive for log-space laws).
         options: Fit options; defaults to :class:`FitOptions()`.
@@ -285,47 +285,47 @@ def fit_model(
         FitError: fewer points than parameters, or no start that ended with a finite objective.
     """
     opts = options or FitOptions()
-    x, y = _check_data(model, x, y)
-    n, p = x.shape[0], len(model.names)
+    x, y = _check_data(formula, x, y)
+    n, p = x.shape[0], len(formula.names)
     if n < p:
-        raise FitError(f"{n} points cannot determine {p} parameters ({', '.join(model.names)})")
-    target = np.log(y) if model.log_space else y
-    grid = np.asarray(model.initial_grid(x, y), dtype=float)
+        raise FitError(f"{n} points cannot determine {p} parameters ({', '.join(formula.names)})")
+    target = np.log(y) if formula.log_space else y
+    grid = np.asarray(formula.initial_grid(x, y), dtype=float)
     if warm_starts is not None:
         grid = np.vstack([np.asarray(warm_starts, dtype=float).reshape(-1, p), grid])
-    starts = _screen(model, grid, x, target, opts)
-    runs = _run_starts(model, x, target, starts, opts)
+    starts = _screen(formula, grid, x, target, opts)
+    runs = _run_starts(formula, x, target, starts, opts)
     if not runs:
         raise FitError(f"no start of {len(starts)} reached a finite objective")
     best = runs[0]
     theta = np.asarray(best.x, dtype=float)
     optima = _distinct_optima([r.x for r in runs])
-    objective, grad = huber_objective(model, theta, x, target, opts.huber_delta)
-    fitted = model.value(theta, x)
-    samples, failed = _bootstrap(model, x, target, optima, opts, strata)
-    cv_rmse, folds = _cross_validate(model, x, y, target, optima, opts, strata)
+    objective, grad = huber_objective(formula, theta, x, target, opts.huber_delta)
+    fitted = formula.value(theta, x)
+    samples, failed = _bootstrap(formula, x, target, optima, opts, strata)
+    cv_rmse, folds = _cross_validate(formula, x, y, target, optima, opts, strata)
     return FitResult(
         theta=theta,
-        names=tuple(model.names),
+        names=tuple(formula.names),
         objective=objective,
         residuals=target - fitted,
-        predictions=np.exp(fitted) if model.log_space else fitted,
+        predictions=np.exp(fitted) if formula.log_space else fitted,
         converged=_converged(best, grad, opts, n),
         n_iter=int(getattr(best, "nit", 0)),
         message=str(best.message),
-        grad_norm=float(np.max(np.abs(_project(grad / (opts.huber_delta * n), theta, model.bounds())))),
+        grad_norm=float(np.max(np.abs(_project(grad / (opts.huber_delta * n), theta, formula.bounds())))),
         n_starts=len(starts),
         optima=optima,
         bootstrap=samples,
         bootstrap_failed=failed,
         cv_rmse=cv_rmse,
         cv_folds=folds,
-        log_space=model.log_space,
+        log_space=formula.log_space,
         options=opts,
     )
 
 
-def _check_data(model: Model, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _check_data(formula: Formula, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float).reshape(-1)
     if x.ndim == 1:
@@ -334,31 +334,31 @@ def _check_data(model: Model, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray,
         raise ValueError(f"x must be [n, d] with n = len(y) = {y.shape[0]}, got shape {x.shape}")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise ValueError("inputs and observations must be finite numbers")
-    if model.log_space and np.any(y <= 0):
+    if formula.log_space and np.any(y <= 0):
         raise ValueError("a log-space law needs positive observations")
     return x, y
 
 
-def _scaled(theta: np.ndarray, model: Model, x: np.ndarray, target: np.ndarray, delta: float) -> tuple[float, np.ndarray]:
+def _scaled(theta: np.ndarray, formula: Formula, x: np.ndarray, target: np.ndarray, delta: float) -> tuple[float, np.ndarray]:
     # Mean Huber / δ is about the mean |residual| in the linear regime: the same
     # tolerances then suit every law, table size and δ.
-    f, g = huber_objective(model, theta, x, target, delta)
+    f, g = huber_objective(formula, theta, x, target, delta)
     scale = 1.0 / (delta * x.shape[0])
     if not math.isfinite(f):
         return 1e300, np.zeros_like(theta)
     return f * scale, g * scale
 
 
-def _screen(model: Model, grid: np.ndarray, x: np.ndarray, target: np.ndarray, opts: FitOptions) -> np.ndarray:
+def _screen(formula: Formula, grid: np.ndarray, x: np.ndarray, target: np.ndarray, opts: FitOptions) -> np.ndarray:
     """The ``n_starts`` grid points ``[s, p]`` with the smallest objective."""
-    grid = _clip(grid, model.bounds())
+    grid = _clip(grid, formula.bounds())
     if opts.n_starts is None or grid.shape[0] <= opts.n_starts:
         return grid
     scores = np.empty(grid.shape[0])
     for i in range(0, grid.shape[0], _SCREEN_BLOCK):
         block = grid[i : i + _SCREEN_BLOCK]
         with np.errstate(over="ignore", invalid="ignore"):
-            r = model.value(block, x) - target
+            r = formula.value(block, x) - target
         s = huber(r, opts.huber_delta).sum(axis=-1)
         scores[i : i + _SCREEN_BLOCK] = np.where(np.isfinite(s), s, np.inf)
     order = np.argsort(scores, kind="stable")[: opts.n_starts]
@@ -373,9 +373,9 @@ def _clip(grid: np.ndarray, bounds: list[tuple[float | None, float | None]] | No
     return np.clip(grid, lo, hi)
 
 
-def _run_starts(model: Model, x: np.ndarray, target: np.ndarray, starts: np.ndarray, opts: FitOptions) -> list:
+def _run_starts(formula: Formula, x: np.ndarray, target: np.ndarray, starts: np.ndarray, opts: FitOptions) -> list:
     """Optimise from every start; the results with a finite objective, best first."""
-    bounds = model.bounds() if opts.method == "L-BFGS-B" else None
+    bounds = formula.bounds() if opts.method == "L-BFGS-B" else None
     if opts.method == "L-BFGS-B":
         settings = {"ftol": opts.ftol, "gtol": opts.gtol, "maxiter": opts.maxiter, "maxfun": 4 * opts.maxiter, "maxcor": 20, "maxls": 50}
     else:
@@ -383,7 +383,7 @@ def _run_starts(model: Model, x: np.ndarray, target: np.ndarray, starts: np.ndar
     runs = []
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for s in starts:
-            res = minimize(_scaled, s, args=(model, x, target, opts.huber_delta), jac=True, method=opts.method, bounds=bounds, options=settings)
+            res = minimize(_scaled, s, args=(formula, x, target, opts.huber_delta), jac=True, method=opts.method, bounds=bounds, options=settings)
             if np.isfinite(res.fun) and res.fun < 1e299:
                 runs.append(res)
     runs.sort(key=lambda r: r.fun)
@@ -433,7 +433,7 @@ def _resample(rng: np.random.Generator, n: int, strata: np.ndarray | None) -> np
     return np.concatenate(parts)
 
 
-def _bootstrap(model: Model, x: np.ndarray, target: np.ndarray, optima: np.ndarray, opts: FitOptions, strata: np.ndarray | None) -> tuple[np.ndarray | None, int]:
+def _bootstrap(formula: Formula, x: np.ndarray, target: np.ndarray, optima: np.ndarray, opts: FitOptions, strata: np.ndarray | None) -> tuple[np.ndarray | None, int]:
     if opts.bootstrap == 0:
         return None, 0
     rng = np.random.default_rng(opts.seed)
@@ -441,7 +441,7 @@ def _bootstrap(model: Model, x: np.ndarray, target: np.ndarray, optima: np.ndarr
     samples, failed = [], 0
     for _ in range(opts.bootstrap):
         idx = _resample(rng, x.shape[0], strata)
-        runs = _run_starts(model, x[idx], target[idx], starts, opts)
+        runs = _run_starts(formula, x[idx], target[idx], starts, opts)
         if runs:
             samples.append(np.asarray(runs[0].x, dtype=float))
         else:
@@ -461,9 +461,9 @@ def _folds(rng: np.random.Generator, n: int, k: int, strata: np.ndarray | None) 
 
 
 def _cross_validate(
-    model: Model, x: np.ndarray, y: np.ndarray, target: np.ndarray, optima: np.ndarray, opts: FitOptions, strata: np.ndarray | None
+    formula: Formula, x: np.ndarray, y: np.ndarray, target: np.ndarray, optima: np.ndarray, opts: FitOptions, strata: np.ndarray | None
 ) -> tuple[float | None, int]:
-    n, p = x.shape[0], len(model.names)
+    n, p = x.shape[0], len(formula.names)
     if opts.cv_folds == 0:
         return None, 0
     k = n if opts.cv_folds == -1 else min(opts.cv_folds, n)
@@ -474,16 +474,16 @@ def _cross_validate(
     errors = np.empty(n)
     for test in folds:
         train = np.setdiff1d(np.arange(n), test)
-        runs = _run_starts(model, x[train], target[train], starts, opts)
+        runs = _run_starts(formula, x[train], target[train], starts, opts)
         if not runs:
             return None, 0
-        pred = model.value(np.asarray(runs[0].x), x[test])
-        errors[test] = y[test] - (np.exp(pred) if model.log_space else pred)
+        pred = formula.value(np.asarray(runs[0].x), x[test])
+        errors[test] = y[test] - (np.exp(pred) if formula.log_space else pred)
     return float(np.sqrt(np.mean(errors**2))), k
 
 
-class TiedModel:
-    """Several curves of one model fitted together, some parameters shared by all curves.
+class TiedFormula:
+    """Several curves of one formula fitted together, some parameters shared by all curves.
 
     The inputs gain a first column: the curve index ``c`` in ``0..C-1``. θ holds the
     tied parameters first, then each curve's free parameters, named ``"name[c]"``.
@@ -494,7 +494,7 @@ class TiedModel:
         tied: Names of the parameters of ``base`` that every curve shares.
     """
 
-    def __init__(self, base: Model, n_curves: int, tied: Sequence[str]) -> None:
+    def __init__(self, base: Formula, n_curves: int, tied: Sequence[str]) -> None:
         unknown = [t for t in tied if t not in base.names]
         if unknown:
             raise ValueError(f"tied: unknown parameter(s) {unknown}; the law has {list(base.names)}")
@@ -584,12 +584,12 @@ class TiedModel:
 
 
 def fit_tied(
-    base: Model,
+    base: Formula,
     xs: Sequence[np.ndarray],
     ys: Sequence[np.ndarray],
     tied: Sequence[str],
     options: FitOptions | None = None,
-) -> tuple[FitResult, TiedModel]:
+) -> tuple[FitResult, TiedFormula]:
     """Fit several curves of one law with some parameters shared.
 
     Bootstrap resamples are drawn within each curve. Held-out error is off unless
@@ -603,11 +603,11 @@ def fit_tied(
         options: Fit options.
 
     Returns:
-        ``(fit, model)``; ``model.curve_theta(fit.theta, c)`` gives curve ``c``'s parameters.
+        ``(fit, formula)``; ``formula.curve_theta(fit.theta, c)`` gives curve ``c``'s parameters.
     """
     if len(xs) != len(ys) or not xs:
         raise ValueError(f"need one y per x and at least one curve, got {len(xs)} x and {len(ys)} y")
-    model = TiedModel(base, len(xs), tied)
+    formula = TiedFormula(base, len(xs), tied)
     parts_x, parts_y, cid = [], [], []
     for c, (xc, yc) in enumerate(zip(xs, ys)):
         xc = np.asarray(xc, dtype=float)
@@ -618,4 +618,4 @@ def fit_tied(
     curve = np.concatenate(cid)
     x = np.column_stack([curve, np.vstack(parts_x)])
     opts = options or FitOptions(cv_folds=0)
-    return fit_model(model, x, np.concatenate(parts_y), opts, strata=curve), model
+    return fit_model(formula, x, np.concatenate(parts_y), opts, strata=curve), formula

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 from scipy.optimize import minimize
 
-from mixsearch.laws.asymptote import SaturatingPowerModel
+from mixsearch.laws.asymptote import SaturatingPowerFormula
 from mixsearch.laws.fit import FitError, FitOptions, FitResult, fit_model, fit_tied, logsumexp_terms
 from mixsearch.laws.law import Law, base_provenance, check_inputs, fit_settings, keep_draws
 
@@ -29,7 +29,7 @@ _C_FRACTIONS = (1e-3, 0.25, 0.5, 0.7, 0.85, 0.95)
 SUM_TOL = 0.02  # published tables round weights to 3 decimals; more drift is a wrong column
 
 
-class MixingModel:
+class MixingFormula:
     """log L̂ = LSE(log c, v · r); θ = (log c, v_1 … v_K), inputs ``[n, K]`` mixtures."""
 
     log_space = True
@@ -338,8 +338,8 @@ def fit_mixing(
     if sum(tw.values()) <= 0:
         raise ValueError("target_weights: sum to 0")
     opts = options or FitOptions()
-    model = MixingModel(len(comps))
-    fits = [fit_model(model, r, y[:, i], opts) for i in range(y.shape[1])]
+    formula = MixingFormula(len(comps))
+    fits = [fit_model(formula, r, y[:, i], opts) for i in range(y.shape[1])]
     return _assemble(fits, r, y, comps, names, tw, scale, opts, name, provenance, include_data)
 
 
@@ -463,23 +463,23 @@ def _extrapolate_stage(
         curve_keys.append(key)
     if not curve_keys:
         return out, StageSummary(0, None, tie, None), dropped
-    model = SaturatingPowerModel.for_data(np.concatenate(curves_x))
+    formula = SaturatingPowerFormula.for_data(np.concatenate(curves_x))
     quick = options.replace(bootstrap=0, cv_folds=0)
     if tie and len(curve_keys) > 1:
-        fit, tied = fit_tied(model, curves_x, curves_y, ("alpha",), quick)
+        fit, tied = fit_tied(formula, curves_x, curves_y, ("alpha",), quick)
         thetas = [tied.curve_theta(fit.theta, c) for c in range(len(curve_keys))]
         exponent, rmse = float(fit.theta[0]), fit.rmse
     else:
         thetas, res = [], []
         for xs, ys in zip(curves_x, curves_y):
-            f = fit_model(model, xs, ys, quick.replace(n_starts=8)) if xs.size >= 3 else None
+            f = fit_model(formula, xs, ys, quick.replace(n_starts=8)) if xs.size >= 3 else None
             if f is None:
                 raise FitError(f"an untied curve needs >= 3 points, got {xs.size}; tie the exponent")
             thetas.append(f.theta)
             res.append(f.residuals)
         exponent, rmse = None, float(np.sqrt(np.mean(np.concatenate(res) ** 2)))
     for key, theta in zip(curve_keys, thetas):
-        out[key] = float(np.exp(model.value(theta, np.array([[target]]))[0]))
+        out[key] = float(np.exp(formula.value(theta, np.array([[target]]))[0]))
     return out, StageSummary(len(curve_keys), exponent, tie and len(curve_keys) > 1, rmse), dropped
 
 
@@ -569,7 +569,7 @@ def fit_nested(
 
 __all__ = [
     "MixingLaw",
-    "MixingModel",
+    "MixingFormula",
     "MixtureOptimum",
     "fit_mixing",
     "fit_nested",

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mixsearch.laws.asymptote import AsymptoteLaw, SaturatingPowerModel
+from mixsearch.laws.asymptote import AsymptoteLaw, SaturatingPowerFormula
 from mixsearch.laws.chinchilla import fit_chinchilla
 from mixsearch.laws.fit import FitError, FitOptions, fit_tied
 from mixsearch.laws.law import Law, base_provenance, fit_diagnostics, fit_settings, keep_draws
@@ -142,13 +142,13 @@ def _across_rungs(done: pd.DataFrame, study: Study, opts: FitOptions, prov: dict
     top = max(x for v in comparable.values() for x in v)
     at_top = [(float(np.mean(comparable[m][top])), i) for i, m in enumerate(mixtures) if top in comparable[m]]
     ref = min(at_top)[1] if at_top else 0
-    model = SaturatingPowerModel.for_data(np.concatenate(xs))
+    formula = SaturatingPowerFormula.for_data(np.concatenate(xs))
     try:
-        fit, tied_model = fit_tied(model, xs, ys, tied, opts.replace(cv_folds=0))
+        fit, tied_formula = fit_tied(formula, xs, ys, tied, opts.replace(cv_folds=0))
     except (FitError, ValueError) as exc:
         return [f"size law across rungs: {exc}"]
-    theta = model.to_public(tied_model.curve_theta(fit.theta, ref))
-    samples = None if fit.bootstrap is None else model.to_public(tied_model.curve_theta(fit.bootstrap, ref))
+    theta = formula.to_public(tied_formula.curve_theta(fit.theta, ref))
+    samples = None if fit.bootstrap is None else formula.to_public(tied_formula.curve_theta(fit.bootstrap, ref))
     exponent = "alpha" if var == "N" else "beta"
     target = study.ladder.target
     target_x = target.n_params if var == "N" else target.tokens

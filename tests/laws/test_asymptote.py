@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from mixsearch.laws import FitError, FitOptions, data_efficiency, fit_data_law, fit_ensemble_law, fit_size_law, joint_asymptote
-from mixsearch.laws.asymptote import SaturatingPowerModel, compare_recipes
+from mixsearch.laws.asymptote import SaturatingPowerFormula, compare_recipes
 
 SIZES = np.array([1.5e8, 3e8, 6e8, 1.2e9, 2.4e9, 4.8e9])
 
 
 def test_jacobian_matches_finite_differences(jacobian_error) -> None:
-    model = SaturatingPowerModel.for_data(SIZES)
+    model = SaturatingPowerFormula.for_data(SIZES)
     assert jacobian_error(model, np.array([1.1, -2.0, 0.3]), SIZES[:, None]) < 1e-5
 
 

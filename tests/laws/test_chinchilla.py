@@ -8,7 +8,7 @@ from conftest import CHINCHILLA_TRUTH, chinchilla_runs
 from scipy.optimize import minimize_scalar
 
 from mixsearch.laws import ChinchillaLaw, FitError, FitOptions, fit_chinchilla
-from mixsearch.laws.chinchilla import ChinchillaModel
+from mixsearch.laws.chinchilla import ChinchillaFormula
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_recovers_exact_parameters_without_noise() -> None:
 
 def test_jacobian_matches_finite_differences(jacobian_error) -> None:
     N, D, _ = chinchilla_runs(30, 0.0, seed=0)
-    assert jacobian_error(ChinchillaModel(), np.array([0.5, 6.0, 6.0, 0.34, 0.28]), np.column_stack([N, D])) < 1e-5
+    assert jacobian_error(ChinchillaFormula(), np.array([0.5, 6.0, 6.0, 0.34, 0.28]), np.column_stack([N, D])) < 1e-5
 
 
 def test_compute_optimal_allocation_minimises_loss_on_the_budget(noisy_law: ChinchillaLaw) -> None:

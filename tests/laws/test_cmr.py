@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mixsearch.laws import CMRLaw, FitError, FitOptions, critical_ratio, feasible_set, fit_cmr, fit_increment_law, fit_ratio_law
-from mixsearch.laws.cmr import PowerOffsetModel, TwoPowerOffsetModel, general_loss_limit
+from mixsearch.laws.cmr import PowerOffsetFormula, TwoPowerOffsetFormula, general_loss_limit
 
 L_GEN0, L_DOM0 = 2.5, 3.0
 RATIOS = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0])
@@ -30,10 +30,10 @@ def true_cmr(t: float, limit: float) -> float:
 
 def test_jacobians_match_finite_differences(jacobian_error) -> None:
     t = TOKENS[:, None]
-    assert jacobian_error(PowerOffsetModel(1e9, (-3.0, 5.0)), np.array([0.3, -0.4, 2.0]), t) < 1e-5
-    assert jacobian_error(TwoPowerOffsetModel(), np.array([0.3, 0.2, -0.1, 0.9, 0.05]), t) < 1e-5
+    assert jacobian_error(PowerOffsetFormula(1e9, (-3.0, 5.0)), np.array([0.3, -0.4, 2.0]), t) < 1e-5
+    assert jacobian_error(TwoPowerOffsetFormula(), np.array([0.3, 0.2, -0.1, 0.9, 0.05]), t) < 1e-5
     r = RATIOS[:, None]  # includes R = 0, where R^s log R → 0
-    assert jacobian_error(PowerOffsetModel(), np.array([0.5, 1.5, 2.5]), r) < 1e-5
+    assert jacobian_error(PowerOffsetFormula(), np.array([0.5, 1.5, 2.5]), r) < 1e-5
 
 
 def test_ratio_law_recovers_its_parameters() -> None:

@@ -7,9 +7,9 @@ import pytest
 from conftest import chinchilla_runs
 from scipy.optimize import minimize
 
-from mixsearch.laws.asymptote import SaturatingPowerModel
-from mixsearch.laws.chinchilla import ChinchillaModel
-from mixsearch.laws.fit import FitError, FitOptions, TiedModel, fit_model, fit_tied, huber, huber_objective
+from mixsearch.laws.asymptote import SaturatingPowerFormula
+from mixsearch.laws.chinchilla import ChinchillaFormula
+from mixsearch.laws.fit import FitError, FitOptions, TiedFormula, fit_model, fit_tied, huber, huber_objective
 
 DELTA = 1e-3
 
@@ -21,7 +21,7 @@ def test_huber_is_quadratic_inside_delta_and_linear_outside() -> None:
 
 def test_objective_gradient_matches_finite_differences() -> None:
     N, D, loss = chinchilla_runs(80, 0.01, seed=4)
-    model, x, target = ChinchillaModel(), np.column_stack([N, D]), np.log(loss)
+    model, x, target = ChinchillaFormula(), np.column_stack([N, D]), np.log(loss)
     theta = np.array([0.4, 5.5, 6.3, 0.31, 0.3])
     _, grad = huber_objective(model, theta, x, target, DELTA)
     numeric = np.empty(5)
@@ -37,7 +37,7 @@ def test_objective_gradient_matches_finite_differences() -> None:
 def test_scipy_default_tolerances_stop_early_but_the_fitter_reaches_the_optimum() -> None:
     """The known trap: L-BFGS-B with SciPy's defaults on Σ Huber stops well short of the optimum."""
     N, D, loss = chinchilla_runs(250, 0.01, seed=0)
-    model, x, target = ChinchillaModel(), np.column_stack([N, D]), np.log(loss)
+    model, x, target = ChinchillaFormula(), np.column_stack([N, D]), np.log(loss)
     start = np.array([0.5, 5.0, 5.0, 0.5, 0.5])
     default = minimize(lambda th: huber_objective(model, th, x, target, DELTA), start, jac=True, method="L-BFGS-B")
     fit = fit_model(model, x, loss, FitOptions(bootstrap=0, cv_folds=0), warm_starts=start[None, :])
@@ -52,9 +52,9 @@ def test_scipy_default_tolerances_stop_early_but_the_fitter_reaches_the_optimum(
 def test_bootstrap_is_deterministic_given_the_seed() -> None:
     N, D, loss = chinchilla_runs(60, 0.01, seed=1)
     x = np.column_stack([N, D])
-    a = fit_model(ChinchillaModel(), x, loss, FitOptions(bootstrap=6, cv_folds=0, n_starts=4, seed=5))
-    b = fit_model(ChinchillaModel(), x, loss, FitOptions(bootstrap=6, cv_folds=0, n_starts=4, seed=5))
-    c = fit_model(ChinchillaModel(), x, loss, FitOptions(bootstrap=6, cv_folds=0, n_starts=4, seed=6))
+    a = fit_model(ChinchillaFormula(), x, loss, FitOptions(bootstrap=6, cv_folds=0, n_starts=4, seed=5))
+    b = fit_model(ChinchillaFormula(), x, loss, FitOptions(bootstrap=6, cv_folds=0, n_starts=4, seed=5))
+    c = fit_model(ChinchillaFormula(), x, loss, FitOptions(bootstrap=6, cv_folds=0, n_starts=4, seed=6))
     assert a.bootstrap is not None and a.bootstrap.shape == (6, 5)
     assert np.array_equal(a.bootstrap, b.bootstrap)
     assert not np.allclose(a.bootstrap, c.bootstrap)
@@ -64,7 +64,7 @@ def test_leave_one_out_error_is_reported_in_natural_units() -> None:
     x = np.array([1e8, 2e8, 4e8, 8e8, 1.6e9, 3.2e9])
     rng = np.random.default_rng(0)
     y = (3.0 + 50 / x**0.25) * np.exp(rng.normal(0, 0.004, x.size))
-    fit = fit_model(SaturatingPowerModel.for_data(x), x, y, FitOptions(bootstrap=0, cv_folds=-1))
+    fit = fit_model(SaturatingPowerFormula.for_data(x), x, y, FitOptions(bootstrap=0, cv_folds=-1))
     assert fit.cv_folds == x.size
     natural_rmse = float(np.sqrt(np.mean((y - fit.predictions) ** 2)))
     assert fit.cv_rmse is not None and fit.cv_rmse > natural_rmse  # held out is harder than in sample
@@ -72,7 +72,7 @@ def test_leave_one_out_error_is_reported_in_natural_units() -> None:
 
 def test_too_few_points_is_a_fit_error() -> None:
     with pytest.raises(FitError, match="cannot determine 5 parameters"):
-        fit_model(ChinchillaModel(), np.array([[1e8, 1e9], [2e8, 2e9]]), np.array([3.0, 2.9]))
+        fit_model(ChinchillaFormula(), np.array([[1e8, 1e9], [2e8, 2e9]]), np.array([3.0, 2.9]))
 
 
 @pytest.mark.parametrize(
@@ -86,9 +86,9 @@ def test_bad_options_name_the_field(kwargs: dict, field: str) -> None:
 
 def test_misuse_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="positive observations"):
-        fit_model(SaturatingPowerModel(), np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, -1.0, 1.0, 1.0]))
+        fit_model(SaturatingPowerFormula(), np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, -1.0, 1.0, 1.0]))
     with pytest.raises(ValueError, match="x must be"):
-        fit_model(SaturatingPowerModel(), np.ones((3, 1)), np.ones(4))
+        fit_model(SaturatingPowerFormula(), np.ones((3, 1)), np.ones(4))
 
 
 def test_tied_exponent_is_recovered_across_curves(jacobian_error) -> None:
@@ -98,7 +98,7 @@ def test_tied_exponent_is_recovered_across_curves(jacobian_error) -> None:
         x = np.array([1e7, 3e7, 1e8, 3e8])
         xs.append(x)
         ys.append((E + A / x**0.3) * np.exp(rng.normal(0, 1e-4, x.size)))
-    base = SaturatingPowerModel.for_data(np.concatenate(xs))
+    base = SaturatingPowerFormula.for_data(np.concatenate(xs))
     fit, model = fit_tied(base, xs, ys, ("alpha",), FitOptions(bootstrap=0, cv_folds=0))
     assert model.names[0] == "alpha" and len(model.names) == 1 + 2 * 3
     assert fit.theta[0] == pytest.approx(0.3, abs=0.01)
@@ -110,4 +110,4 @@ def test_tied_exponent_is_recovered_across_curves(jacobian_error) -> None:
 
 def test_tying_an_unknown_parameter_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="unknown parameter"):
-        TiedModel(SaturatingPowerModel(), 2, ("gamma",))
+        TiedFormula(SaturatingPowerFormula(), 2, ("gamma",))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mixsearch.laws import FitOptions, MixingLaw, fit_mixing, fit_nested
-from mixsearch.laws.mixing import MixingModel
+from mixsearch.laws.mixing import MixingFormula
 
 DOMAINS = ["web", "code", "books"]
 T_WEB = np.array([-1.5, 0.5, 1.0])  # sums to 0, the law's normalisation
@@ -38,7 +38,7 @@ def test_recovers_known_parameters(law: MixingLaw) -> None:
 
 def test_jacobian_matches_finite_differences(jacobian_error) -> None:
     r = np.random.default_rng(1).dirichlet(np.ones(3), 12)
-    assert jacobian_error(MixingModel(3), np.array([0.7, -0.2, 0.4, 0.9]), r) < 1e-5
+    assert jacobian_error(MixingFormula(3), np.array([0.7, -0.2, 0.4, 0.9]), r) < 1e-5
 
 
 def test_predict_total_domains_and_inputs(law: MixingLaw) -> None:
