@@ -3,7 +3,7 @@
 What is measured: the wall time of one ``propose(ctx, q)`` call -- everything a study's
 ask pays for (model fit, acquisition set-up and optimisation, mapping to candidates) -- for
 the multi-fidelity BO proposer ``mfbo`` and, on the same history, its peers: ``gp``
-(SingleFidelityGP), ``regmix``, Ax (``ax``) and Optuna (``optuna-gp``, ``optuna-tpe``).
+(SingleFidelityBO), ``regmix``, Ax (``ax``) and Optuna (``optuna-gp``, ``optuna-tpe``).
 Each proposer is built as a study builds it (:func:`mixsearch.propose.base.make_proposer`
 with the default options, unless a spec overrides one) and is rebuilt before every timed
 call, and the Surrogate's fit cache is emptied first, so no fit carries over between repeats. Library imports happen before any
@@ -22,7 +22,7 @@ The history:
   parameters, 25B tokens) is not runnable and is only extrapolated to.
 * 300 finished trials, ``--n-cheap`` (default 240) at 1M and the rest at 60M, plus
   ``--pending-cheap`` and ``--pending-big`` running trials (default 4 and 2). Mixtures are
-  feasible draws from :mod:`mixsearch.propose.simplex`, half dense (Dirichlet 1) and half
+  feasible draws from :mod:`mixsearch.simplex`, half dense (Dirichlet 1) and half
   sparse (Dirichlet 0.3), stored as canonical weights as the ledger stores them.
 * Objectives from a 17-domain data mixing law (:class:`mixsearch.bench.synthetic.MixingLaw`:
   a Chinchilla floor plus ``k_i exp(-a_i s) exp(sum_j (T_ij + s U_ij) r_j)``), with random
@@ -87,7 +87,7 @@ import numpy as np
 from mixsearch.bench.harness import parse_proposer
 from mixsearch.bench.synthetic import MixingLaw
 from mixsearch.candidate import canonical_weights
-from mixsearch.propose import simplex, surrogate
+from mixsearch import simplex, surrogate
 from mixsearch.propose.base import History, ProposalContext, make_proposer
 from mixsearch.study import FidelityLadder, ProposerSpec, Rung, SearchSpace
 

@@ -12,8 +12,8 @@ from mixsearch.study import (
     SearchSpace,
     Study,
     StudyError,
-    load_study,
 )
+from mixsearch.studyfile import load_study
 
 __version__ = "0.1.0"
 

@@ -1,25 +1,35 @@
-"""The Python API behind the CLI: start, resume, inspect and export studies.
+"""The Python API behind the CLI: start, resume, fork, inspect and export studies.
 
 Notebooks and scripts call these; ``mixsearch.cli`` only parses arguments and prints.
+Every entry point checks everything that can be checked before it writes anything: the
+study file, its world and data, its proposer, the executor and the storage URL; a study
+whose definition changed since its trials were run is refused with the reason.
 """
 
 from __future__ import annotations
 
-import importlib
+import dataclasses
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from mixsearch.evaluate import make_evaluator
-from mixsearch.execute.base import Executor
-from mixsearch.ledger import Ledger, LedgerError, default_url
-from mixsearch.orchestrator import Orchestrator, Progress, RunSummary, build_context
+from mixsearch.candidate import Candidate, TrialResult
+from mixsearch.evaluate import Evaluator, make_evaluator
+from mixsearch.evaluate.base import split_field
+from mixsearch.execute import make_executor
+from mixsearch.jsonfile import write_json
+from mixsearch.ledger import DONE, Ledger, LedgerError, StudyChanged, Trial, default_url
+from mixsearch.orchestrator import Orchestrator, Progress, RunSummary, build_context, trial_context
 from mixsearch.propose.base import Proposer
 from mixsearch.propose.base import make_proposer as _make_proposer
-from mixsearch.results import build_export, write_json
-from mixsearch.study import Study, StudyError, load_study
+from mixsearch.results import build_export
+from mixsearch.storage import check_url, safe_url
+from mixsearch.study import Study, StudyError, definition_changes, study_definition
+from mixsearch.studyfile import load_study, validate
+from mixsearch.worker import Worker
 
 DEFAULT_ROOT = Path("runs")
 
@@ -33,21 +43,78 @@ class OpenStudy:
     study_file: str | None
 
 
+@dataclass
+class CheckedStudy:
+    """A study file that passed every check that writes nothing: the spec, its world, its proposer.
+
+    Attributes:
+        study: The validated study.
+        study_file: The file it came from.
+        evaluator: Its evaluator (options and data sources checked, not yet prepared).
+        proposer: Its proposer (options checked, against the world's mode too).
+    """
+
+    study: Study
+    study_file: str
+    evaluator: Evaluator
+    proposer: Proposer
+
+
 def ledger_url(study: Study, storage: str | None = None, root: str | Path = DEFAULT_ROOT) -> str:
     """The ledger URL: ``storage`` if given, else the study's, else the default SQLite file."""
     return storage or study.storage or default_url(study.name, root)
 
 
-def make_executor(kind: str = "local", workers: int = 1, pack: int = 1, address: str | None = None, **options: Any) -> Executor:
-    """Build an executor by name (``local`` or ``ray``)."""
-    if kind == "local":
-        from mixsearch.execute.local import LocalExecutor
+def make_proposer(study: Study, study_file: str | Path | None = None) -> Proposer:
+    """The study's proposer; a bad name or option is a :class:`StudyError` naming the file."""
+    try:
+        return _make_proposer(study.proposer)
+    except ValueError as exc:
+        field, message = split_field(str(exc), "proposer.options")
+        raise StudyError(field, message, str(study_file) if study_file else None) from exc
 
-        return LocalExecutor(workers=workers, pack=pack)
-    if kind == "ray":
-        module = importlib.import_module("mixsearch.execute.ray")
-        return module.RayExecutor(address=address, workers=workers, pack=pack, **options)
-    raise ValueError(f"executor: unknown executor {kind!r}; use 'local' or 'ray'")
+
+def check_study(study_path: str | Path) -> CheckedStudy:
+    """Load a study file and check everything that can be checked without writing anything.
+
+    The spec field by field, the world's options and data sources, the proposer's name
+    and options (including options its mode would ignore, e.g. a Dirichlet ``alpha`` when
+    the world is a finite pool).
+
+    Raises:
+        StudyError: one line naming the file and the field.
+    """
+    src = str(study_path)
+    study = load_study(study_path)
+    evaluator = make_evaluator(study, src)
+    proposer = make_proposer(study, src)
+    check_mode = getattr(proposer, "check_mode", None)
+    if callable(check_mode):
+        try:
+            check_mode(pool=evaluator.pool() is not None)
+        except ValueError as exc:
+            field, message = split_field(str(exc), "proposer.options")
+            raise StudyError(field if field.startswith("proposer") else f"proposer.options.{field}", message, src) from None
+    return CheckedStudy(study, src, evaluator, proposer)
+
+
+def prepare_world(checked: CheckedStudy) -> str:
+    """Build what the world needs (a corpus, a table) and return its snapshot id.
+
+    Runs before any ledger is opened, so bad data (an empty folder, a binary file named
+    ``.txt``, a table that is not CSV) leaves nothing behind.
+
+    Raises:
+        StudyError: naming the field (``domains[i].source`` …) and the study file.
+    """
+    try:
+        checked.evaluator.prepare()
+        return checked.evaluator.snapshot_id()
+    except StudyError as exc:
+        raise StudyError(exc.field, exc.message, exc.source or checked.study_file) from None
+    except ValueError as exc:
+        field, message = split_field(str(exc), "evaluator")
+        raise StudyError(field, message, checked.study_file) from None
 
 
 def run_study(
@@ -60,41 +127,164 @@ def run_study(
     address: str | None = None,
     progress: Progress | None = None,
     heartbeat_timeout: float = 120.0,
+    fork: str | None = None,
+    resume: str | None = None,
 ) -> RunSummary:
     """Run (or continue) the study in ``study_path`` until its budget is spent.
 
     Starting and resuming are the same operation: the ledger holds the state.
+
+    Args:
+        study_path: The study file.
+        storage, root: Where the ledger is (see :func:`ledger_url`).
+        executor, workers, pack, address: The executor (see :func:`mixsearch.execute.make_executor`).
+        progress: A progress sink.
+        heartbeat_timeout: Seconds before another process's running trial is orphaned.
+        fork: Run the file's study under this new name, starting from the compatible
+            trials of the study the file names (see :func:`fork_study`).
+        resume: The name of the study being resumed: the file must still define it, and
+            its ledger must exist (a resume never starts another study).
+
+    Raises:
+        StudyError, LedgerError: one line naming what is wrong.
     """
-    study = load_study(study_path)
-    # Everything that can reject bad input comes before the ledger, which creates
-    # runs/<study>/: a bad table, proposer or executor option writes nothing.
-    evaluator = make_evaluator(study)
+    checked = check_study(study_path)
+    study = checked.study
+    if resume is not None:
+        study = study_named(study, resume, checked.study_file, storage, root)
+    if fork is not None:
+        study = _renamed(study, fork, checked.study_file)
+    url = ledger_url(study, storage, root)
+    check_url(url)
+    if resume is not None:
+        Ledger(url, create=False).dispose()  # raises when there is no such study to resume
     ex = make_executor(executor, workers=workers, pack=pack, address=address)
-    proposer = make_proposer(study, study_path)
-    ledger = Ledger(ledger_url(study, storage, root))
+    snapshot = prepare_world(checked)
+    if fork is not None:
+        fork_study(ledger_url(checked.study, storage, root), study, snapshot, url)
+    ledger = Ledger(url)
     try:
-        orch = Orchestrator(
-            study,
-            ledger,
-            evaluator,
-            ex,
-            proposer,
-            progress=progress,
-            heartbeat_timeout=heartbeat_timeout,
-            study_file=str(study_path),
-        )
+        orch = Orchestrator(study, ledger, checked.evaluator, ex, checked.proposer, progress=progress, heartbeat_timeout=heartbeat_timeout, study_file=checked.study_file)
         return orch.run()
     finally:
         ledger.dispose()
 
 
-def make_proposer(study: Study, study_file: str | Path | None = None) -> Proposer:
-    """The study's proposer; a bad name or option is a :class:`StudyError` naming the file."""
+def _renamed(study: Study, name: str, source: str) -> Study:
+    if name == study.name:
+        raise StudyError("fork", f"the new study needs a name other than {study.name!r}", source)
     try:
-        return _make_proposer(study.proposer)
-    except ValueError as exc:
-        field, _, message = str(exc).partition(": ")
-        raise StudyError(field, message or field, str(study_file) if study_file else None) from exc
+        return validate(dataclasses.replace(study, name=name), source)
+    except StudyError as exc:
+        raise StudyError("fork", f"{name!r}: {exc.message}", source) from None
+
+
+def fork_study(source_url: str, study: Study, snapshot: str, url: str) -> int:
+    """Start ``study`` in a new ledger at ``url`` with the compatible trials of another ledger.
+
+    A done trial is carried over when its result keeps its meaning in the new study
+    (:func:`carry_over`). Copies get new trial ids (the new study's) and remember where
+    they came from (``metrics["forked_from"]``).
+
+    Returns:
+        The number of trials copied.
+
+    Raises:
+        LedgerError: the source ledger is missing, or the new study's ledger already holds trials.
+    """
+    source = Ledger(source_url, create=False)
+    try:
+        old_name = source.get_meta("study_name") or ""
+        old_def = source.definition() or study_definition(json.loads(source.get_meta("study") or "{}"), source.get_meta("snapshot"))
+        old_domains = list(source.domains or source.legacy_domains() or [])
+        trials = [t for t in source.trials() if t.state == DONE]
+    finally:
+        source.dispose()
+    target = Ledger(url)
+    try:
+        if target.counts_total():
+            raise LedgerError(f"ledger {safe_url(url)}: study {study.name!r} already holds trials; fork into a new name")
+        target.bind_study(study.name, study.to_dict(), None, study.definition(snapshot))
+        target.set_meta("snapshot", snapshot)
+        target.set_meta("forked_from", json.dumps({"ledger": safe_url(source_url), "definition": old_def, "offered": len(trials)}))
+        target.set_meta(FILE_NAME_KEY, old_name)
+        return target.import_done(carry_over(trials, old_domains, old_def, study, snapshot), trial_context(study, snapshot))
+    finally:
+        target.dispose()
+
+
+def carry_over(trials: list[Trial], old_domains: list[str], old_def: dict, study: Study, snapshot: str) -> list[tuple[Candidate, TrialResult]]:
+    """The done trials whose results keep their meaning in ``study``, remapped to its domains.
+
+    A trial keeps its meaning when the world and its data snapshot are the same, its rung
+    exists with the same size and cost, and its mixture, read by domain name, is a mixture
+    of the new domains within the new bounds (a domain the new study lacks must have
+    weight 0; a new domain gets 0). Its objective is recomputed from its stored losses and
+    metrics under the new objective.
+    """
+    if old_def.get("snapshot") not in (None, snapshot) or old_def.get("evaluator") != study.evaluator.kind:
+        return []
+    assert study.space is not None
+    new_rungs = {r.name: [r.n_params, r.tokens, r.cost] for r in study.ladder.rungs}
+    out = []
+    for t in trials:
+        rung = t.candidate.rung
+        if rung not in new_rungs or list((old_def.get("rungs") or {}).get(rung, new_rungs[rung])) != new_rungs[rung]:
+            continue
+        by_name = dict(zip(old_domains, t.candidate.weights))
+        if any(w > 0 for d, w in by_name.items() if d not in study.domain_names):
+            continue
+        weights = tuple(by_name.get(d, 0.0) for d in study.domain_names)
+        if not study.space.contains(weights, tol=1e-5):
+            continue
+        objective = study.objective.value(t.domain_losses, t.metrics)
+        if not math.isfinite(objective):
+            continue
+        metrics = {**t.metrics, "forked_from": t.trial_id}
+        result = TrialResult(dict(t.domain_losses), objective, float(t.cost or 0.0), float(t.seconds or 0.0), [tuple(p) for p in t.curve], metrics)
+        out.append((Candidate(weights, rung, t.candidate.seed), result))
+    return out
+
+
+def run_worker(
+    study_path: str | Path,
+    storage: str | None = None,
+    root: str | Path = DEFAULT_ROOT,
+    executor: str = "local",
+    workers: int = 1,
+    pack: int = 1,
+    address: str | None = None,
+    wait: bool = False,
+    idle_timeout: float | None = None,
+    heartbeat_timeout: float = 120.0,
+    progress: Progress | None = None,
+) -> RunSummary:
+    """Run a worker on the study in ``study_path`` (see :class:`~mixsearch.worker.Worker`).
+
+    Returns:
+        What the worker saw when it stopped (counts are the whole study's).
+    """
+    checked = check_study(study_path)
+    url = ledger_url(checked.study, storage, root)
+    check_url(url)
+    ex = make_executor(executor, workers=workers, pack=pack, address=address)
+    prepare_world(checked)
+    ledger = Ledger(url, create=False)
+    try:
+        worker = Worker(
+            checked.study,
+            ledger,
+            checked.evaluator,
+            ex,
+            wait=wait,
+            idle_timeout=idle_timeout,
+            progress=progress,
+            heartbeat_timeout=heartbeat_timeout,
+            study_file=checked.study_file,
+        )
+        return worker.run()
+    finally:
+        ledger.dispose()
 
 
 def find_study_file(name_or_path: str, storage: str | None = None, root: str | Path = DEFAULT_ROOT) -> str:
@@ -111,23 +301,81 @@ def find_study_file(name_or_path: str, storage: str | None = None, root: str | P
     finally:
         ledger.dispose()
     if not recorded:
-        raise LedgerError(f"ledger {url}: records no study file; pass the study file instead of the name")
+        raise LedgerError(f"ledger {safe_url(url)}: records no study file; pass the study file instead of the name")
     if not Path(recorded).is_file():
         raise StudyError("file", "study file recorded in the ledger no longer exists", recorded)
     return recorded
 
 
 def open_study(name_or_path: str, storage: str | None = None, root: str | Path = DEFAULT_ROOT) -> OpenStudy:
-    """Open an existing study's ledger by name or study file."""
+    """Open an existing study's ledger by name or study file (status, export, report).
+
+    Raises:
+        StudyError: the file no longer defines the study of that name.
+        LedgerError: there is no such study's ledger.
+    """
     path = find_study_file(name_or_path, storage, root)
     study = load_study(path)
+    if Path(name_or_path).suffix != ".py":
+        study = study_named(study, name_or_path, path, storage, root)
     ledger = Ledger(ledger_url(study, storage, root), create=False)
     return OpenStudy(study, ledger, path)
 
 
+# Ledger meta of a forked study: the name its study file gives (the file is shared with the original).
+FILE_NAME_KEY = "file_study_name"
+
+
+def study_named(study: Study, name: str, source: str, storage: str | None = None, root: str | Path = DEFAULT_ROOT) -> Study:
+    """The study called ``name`` that ``source`` defines: the file's own, or a fork of it.
+
+    Raises:
+        StudyError: the file defines another study (renamed since), and ``name`` is not a fork of it.
+        LedgerError: there is no ledger for ``name``.
+    """
+    if study.name == name:
+        return study
+    url = ledger_url(dataclasses.replace(study, name=name), storage, root)
+    ledger = Ledger(url, create=False)
+    try:
+        forked_from_file = ledger.get_meta(FILE_NAME_KEY)
+    finally:
+        ledger.dispose()
+    if forked_from_file != study.name:
+        raise StudyError("name", f"this file now defines study {study.name!r}, not {name!r}; a resume or status only follows the study it names", source)
+    return dataclasses.replace(study, name=name)
+
+
+def check_unchanged(opened: OpenStudy) -> None:
+    """Refuse to build results from a study file that no longer matches its ledger.
+
+    The stored trials were run under the ledger's definition; an export or report built
+    with a changed file (other domains, objective or data) would relabel or mix them.
+
+    Raises:
+        StudyChanged: naming what changed.
+    """
+    stored = opened.ledger.definition()
+    if stored is None:
+        return
+    src = opened.study_file or ""
+    checked = CheckedStudy(opened.study, src, make_evaluator(opened.study, src), make_proposer(opened.study, src))
+    changes = definition_changes(stored, opened.study.definition(prepare_world(checked)))
+    if changes:
+        raise StudyChanged(opened.study.name, opened.ledger.url, changes)
+
+
+def file_changes(opened: OpenStudy) -> list[str]:
+    """How the study file differs from its ledger's definition, data aside (cheap: builds nothing)."""
+    stored = opened.ledger.definition()
+    if stored is None:
+        return []
+    return definition_changes(stored, opened.study.definition(stored.get("snapshot")))
+
+
 def status_table(opened: OpenStudy) -> pd.DataFrame:
-    """The per-trial table, best first within each rung."""
-    df = opened.ledger.to_dataframe(opened.study.domain_names)
+    """The per-trial table, best first within each rung (weights under the ledger's own domain names)."""
+    df = opened.ledger.to_dataframe()
     if df.empty:
         return df
     asc = opened.study.objective.direction == "minimize"
@@ -135,18 +383,20 @@ def status_table(opened: OpenStudy) -> pd.DataFrame:
 
 
 def export_study(opened: OpenStudy, out: str | Path | None = None, with_laws: bool = True) -> Path:
-    """Write ``fits/<study>.json`` (or ``out``) with the study's results and laws."""
+    """Write ``fits/<study>.json`` (or ``out``) with the study's results and laws.
+
+    Raises:
+        StudyChanged: the study file no longer matches the ledger's trials.
+    """
+    check_unchanged(opened)
     study = opened.study
-    evaluator = make_evaluator(study)
+    evaluator = make_evaluator(study, opened.study_file)
     proposer = make_proposer(study, opened.study_file)
     ledger = opened.ledger
-    pool = evaluator.pool() if study.evaluator.kind == "table" else None
-    if pool is None and study.evaluator.kind == "table":
-        evaluator.prepare()
-        pool = evaluator.pool()
-    ctx = build_context(study, ledger, ledger.next_ask(), pool)
+    trials = ledger.trials()
+    ctx = build_context(study, ledger, ledger.next_ask(), evaluator.pool(), trials)
     rec = proposer.recommend(ctx) if ctx.history.n else None
-    df = ledger.to_dataframe(study.domain_names)
-    doc = build_export(study, df, rec, ledger.get_meta("snapshot"), with_laws=with_laws)
+    df = ledger.to_dataframe()
+    doc = build_export(study, trials, df, rec, ledger.get_meta("snapshot"), with_laws=with_laws)
     path = Path(out) if out else Path("fits") / f"{study.name}.json"
     return write_json(doc, path)

@@ -8,6 +8,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 WEIGHT_DECIMALS = 6
 
 
@@ -95,6 +97,19 @@ class TrialResult:
         """Whether the objective and every domain loss are finite numbers."""
         values = [self.objective, *self.domain_losses.values()]
         return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A finite set of (mixture, rung) pairs a proposer must choose from (table worlds).
+
+    Attributes:
+        weights: ``[P, K]`` mixtures.
+        rungs: ``[P]`` rung names.
+    """
+
+    weights: np.ndarray
+    rungs: tuple[str, ...]
 
 
 class EvaluationError(RuntimeError):

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mixsearch.interrupt import StudyInterrupted
 from mixsearch.ledger import LedgerError
 from mixsearch.study import StudyError
 
@@ -24,8 +25,9 @@ data_app = typer.Typer(help="Build corpora.", no_args_is_help=True)
 app.add_typer(study_app, name="study")
 app.add_typer(data_app, name="data")
 
-console = Console()
-err_console = Console(stderr=True)
+# Outside a terminal (a pipe, a log) Rich would cut lines at 80 columns: never wrap there.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 USER_ERRORS = (StudyError, LedgerError, ValueError, FileNotFoundError, KeyError, PermissionError)
 
@@ -37,6 +39,16 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except StudyInterrupted as stop:
+            n = len(stop.returned)
+            err_console.print(
+                f"interrupted: {n} running trial{'s' if n != 1 else ''} back to pending (attempts not counted); "
+                f"continue with: mixsearch study resume {stop.study}", highlight=False, markup=False,
+            )
+            raise typer.Exit(130) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted", highlight=False)
+            raise typer.Exit(130) from None
         except USER_ERRORS as exc:
             msg = exc.line() if isinstance(exc, StudyError) else str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             err_console.print(f"[red]error:[/red] {msg}", highlight=False, soft_wrap=True)
@@ -58,20 +70,24 @@ QuietOpt = typer.Option(False, help="No progress bar.")
 ExportOpt = typer.Option(True, help="Write fits/<study>.json at the end.")
 
 
-def _run(path_or_name: str, storage: Optional[str], root: Path, executor: str, workers: int, pack: int, address: Optional[str], quiet: bool, export: bool) -> None:
+def _run(path_or_name: str, storage: Optional[str], root: Path, executor: str, workers: int, pack: int, address: Optional[str], quiet: bool, export: bool, fork: Optional[str] = None, resume: bool = False) -> None:
     from mixsearch import api
     from mixsearch.progress import RichProgress
 
     study_file = api.find_study_file(path_or_name, storage, root)
     study = api.load_study(study_file)
+    # A resume continues the study it names (the name given, or the one the file names) or fails.
+    expected = (study.name if path_or_name.endswith(".py") else path_or_name) if resume else None
+    name = fork or study.name
+    kwargs = {"fork": fork, "resume": expected}
     if quiet:
-        summary = api.run_study(study_file, storage, root, executor, workers, pack, address)
+        summary = api.run_study(study_file, storage, root, executor, workers, pack, address, **kwargs)
     else:
-        with RichProgress(study.name, err_console) as progress:
-            summary = api.run_study(study_file, storage, root, executor, workers, pack, address, progress=progress)
+        with RichProgress(name, err_console) as progress:
+            summary = api.run_study(study_file, storage, root, executor, workers, pack, address, progress=progress, **kwargs)
     c = summary.counts
     console.print(
-        f"[bold]{study.name}[/bold]: {summary.stopped_because}; done {c['done']}, failed {c['failed']}, "
+        f"[bold]{name}[/bold]: {summary.stopped_because}; done {c['done']}, failed {c['failed']}, "
         f"cost {summary.spent:.3g}, {summary.elapsed:.0f} s"
     )
     rec = summary.recommendation
@@ -80,7 +96,7 @@ def _run(path_or_name: str, storage: Optional[str], root: Path, executor: str, w
         pred = "" if rec.predicted is None else f" (objective {rec.predicted:.4f}{'' if rec.std is None else f' ± {rec.std:.4f}'} at {rec.rung})"
         console.print(f"recommended mixture: {weights}{pred}")
     if export:
-        opened = api.open_study(study_file, storage, root)
+        opened = api.open_study(name, storage, root)
         try:
             out = api.export_study(opened)
         finally:
@@ -100,9 +116,10 @@ def study_start(
     address: Optional[str] = AddressOpt,
     quiet: bool = QuietOpt,
     export: bool = ExportOpt,
+    fork: Optional[str] = typer.Option(None, "--fork", help="Run this file as a new study NEW, starting from the compatible trials of the study it names (when the file changed)."),
 ) -> None:
     """Run a study until its budget is spent (continues an existing ledger)."""
-    _run(str(study_file), storage, root, executor, workers, pack, address, quiet, export)
+    _run(str(study_file), storage, root, executor, workers, pack, address, quiet, export, fork=fork)
 
 
 @study_app.command("resume")
@@ -119,7 +136,7 @@ def study_resume(
     export: bool = ExportOpt,
 ) -> None:
     """Continue a stopped or crashed study: orphaned trials rerun, finished ones never do."""
-    _run(name, storage, root, executor, workers, pack, address, quiet, export)
+    _run(name, storage, root, executor, workers, pack, address, quiet, export, resume=True)
 
 
 @study_app.command("status")
@@ -134,10 +151,15 @@ def study_status(
     """Table of trials and the best so far."""
     from mixsearch import api
 
+    from mixsearch.ledger import best_done
+
     opened = api.open_study(name, storage, root)
     try:
         df = api.status_table(opened)
         counts = opened.ledger.counts()
+        best = best_done(opened.ledger.trials(), opened.study.objective)
+        domains = list(opened.ledger.domains or opened.ledger.legacy_domains() or opened.study.domain_names)
+        changes = api.file_changes(opened)
     finally:
         opened.ledger.dispose()
     if as_json:
@@ -145,27 +167,46 @@ def study_status(
         return
     study = opened.study
     console.print(f"[bold]{study.name}[/bold] " + " · ".join(f"{k} {v}" for k, v in counts.items()))
+    if changes:
+        console.print(f"note: {opened.study_file} has changed since these trials ran ({'; '.join(changes)}); they are shown as stored", markup=False)
     if df.empty:
         console.print("no trials yet")
         return
-    table = Table(show_lines=False)
-    for col in ["#", "rung", "state", "objective", *study.domain_names, "cost", "s"]:
-        table.add_column(col, justify="right" if col not in ("rung", "state") else "left")
+    rows = []
     for _, g in df.groupby("rung", sort=False):
         for _, r in g.head(limit).iterrows():
-            obj = "" if r["objective"] != r["objective"] or r["objective"] is None else f"{r['objective']:.4f}"
-            table.add_row(
-                str(r["number"]), str(r["rung"]), str(r["state"]), obj,
-                *[f"{r[f'w_{d}']:.3f}" for d in study.domain_names],
-                "" if r["cost"] != r["cost"] or r["cost"] is None else f"{r['cost']:.3g}",
-                "" if r["seconds"] != r["seconds"] or r["seconds"] is None else f"{r['seconds']:.1f}",
-            )
-    console.print(table)
-    done = df[df["state"] == "done"]
-    if not done.empty:
-        best = done.iloc[0] if len(done) == 1 else done.loc[done["objective"].idxmin() if study.objective.direction == "minimize" else done["objective"].idxmax()]
-        weights = ", ".join(f"{d}={best[f'w_{d}']:.3f}" for d in study.domain_names)
-        console.print(f"best so far: {best['objective']:.4f} at {best['rung']} ({weights})")
+            rows.append([
+                str(r["number"]), str(r["rung"]), str(r["state"]), _num(r["objective"], ".4f"),
+                *[_num(r.get(f"w_{d}"), ".3f") for d in domains],
+                _num(r["cost"], ".3g"), _num(r["seconds"], ".1f"),
+            ])
+    emit_table(["#", "rung", "state", "objective", *domains, "cost", "s"], rows, left=("rung", "state"))
+    if best is not None:
+        weights = ", ".join(f"{d}={w:.3f}" for d, w in zip(domains, best.candidate.weights))
+        console.print(f"best so far: {best.objective:.4f} at {best.candidate.rung} ({weights})", markup=False)
+
+
+def _num(v: Any, spec: str) -> str:
+    """A number formatted, or empty for a missing one (NaN, None)."""
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    return format(float(v), spec)
+
+
+def emit_table(header: list[str], rows: list[list[str]], left: tuple[str, ...] = ()) -> None:
+    """A table: boxed in a terminal; plain aligned text, never cut, in a pipe or a log."""
+    if console.is_terminal:
+        table = Table(show_lines=False)
+        for col in header:
+            table.add_column(col, justify="left" if col in left else "right", overflow="fold")
+        for r in rows:
+            table.add_row(*r)
+        console.print(table)
+        return
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for r in [header, *rows]:
+        cells = [str(x).ljust(w) if h in left else str(x).rjust(w) for x, w, h in zip(r, widths, header)]
+        typer.echo("  ".join(cells).rstrip())
 
 
 @study_app.command("export")
@@ -223,10 +264,8 @@ def worker(
 ) -> None:
     """Claim and run a study's pending trials; never propose (one per machine or GPU, beside `study start`)."""
     from mixsearch import api
-    from mixsearch.worker import run_worker
-
     study_file = api.find_study_file(name, storage, root)
-    summary = run_worker(study_file, storage, root, executor, workers, pack, address, wait=wait, idle_timeout=idle_timeout)
+    summary = api.run_worker(study_file, storage, root, executor, workers, pack, address, wait=wait, idle_timeout=idle_timeout)
     c = summary.counts
     console.print(f"worker stopped: {summary.stopped_because}; study has done {c['done']}, failed {c['failed']}, pending {c['pending']}, running {c['running']}")
 

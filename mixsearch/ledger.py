@@ -6,7 +6,8 @@ change is a compare-and-set ``UPDATE ... WHERE state = <expected>``, so several
 orchestrators or workers on one ledger never run or finish a trial twice.
 
 SQLite (a file under ``runs/<study>/``) is the default; a PostgreSQL URL serves many
-hosts. The schema is versioned in the ``mixsearch_meta`` table.
+hosts; engines, locks and URL checks live in :mod:`mixsearch.storage`. The schema is
+versioned in the ``mixsearch_meta`` table.
 
 Concurrency, per backend:
 
@@ -25,73 +26,45 @@ Concurrency, per backend:
 from __future__ import annotations
 
 import contextlib
-import errno
+import hashlib
 import json
 import math
 import os
 import random
 import socket
-import threading
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 
 from mixsearch.candidate import Candidate, TrialResult, trial_id
-
-SCHEMA_VERSION = 1
+from mixsearch.study import definition_changes, study_definition
+from mixsearch.storage import (
+    MEMORY_URL,
+    SCHEMA_VERSION,  # noqa: F401 - part of the ledger's public surface
+    PG_ADD_LOCK,
+    PG_ASK_LOCK,
+    PG_SCHEMA_LOCK,
+    FileLock,
+    LedgerError,
+    PgAdvisoryLock,
+    disk_hint,
+    first_line,
+    insert_ignore,
+    make_engine,
+    safe_url,
+    check_schema,
+    meta_table,
+    metadata,
+    sqlite_lock_path,
+    trials_table,
+)
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 STATES = (PENDING, RUNNING, DONE, FAILED)
-
-# PostgreSQL advisory lock keys (64-bit, scoped to the database that holds the ledger).
-_PG_ASK_LOCK = zlib.crc32(b"mixsearch.ask")
-_PG_SCHEMA_LOCK = zlib.crc32(b"mixsearch.schema")
-_PG_ADD_LOCK = zlib.crc32(b"mixsearch.add")
-
-_metadata = sa.MetaData()
-
-meta_table = sa.Table(
-    "mixsearch_meta",
-    _metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
-
-trials_table = sa.Table(
-    "trials",
-    _metadata,
-    sa.Column("number", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("trial_id", sa.String(40), nullable=False, unique=True),
-    sa.Column("ask", sa.Integer, nullable=False),
-    sa.Column("weights", sa.Text, nullable=False),
-    sa.Column("rung", sa.String(128), nullable=False),
-    sa.Column("seed", sa.Integer, nullable=False),
-    sa.Column("state", sa.String(16), nullable=False, index=True),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("worker", sa.String(256)),
-    sa.Column("heartbeat", sa.Float),
-    sa.Column("created", sa.Float, nullable=False),
-    sa.Column("started", sa.Float),
-    sa.Column("finished", sa.Float),
-    sa.Column("cost", sa.Float),
-    sa.Column("seconds", sa.Float),
-    sa.Column("objective", sa.Float),
-    sa.Column("domain_losses", sa.Text),
-    sa.Column("curve", sa.Text),
-    sa.Column("metrics", sa.Text),
-    sa.Column("error", sa.Text),
-)
-
-
-class LedgerError(RuntimeError):
-    """A ledger that cannot be opened or written (newer schema, unwritable path, full disk, other study)."""
 
 
 @dataclass(frozen=True)
@@ -168,17 +141,20 @@ class Ledger:
     Args:
         url: SQLAlchemy URL (``sqlite:///path`` or ``postgresql+psycopg://...``).
         create: Create the schema when the database is new.
+        memory: Allow an in-memory SQLite URL (see :meth:`in_memory`); a study's own
+            ledger must keep its trials, so by default such a URL is refused.
 
     Raises:
-        LedgerError: the URL is malformed, the database cannot be reached or
-            created, it is not a mixsearch ledger, or its schema is newer than
-            this mixsearch.
+        LedgerError: the URL is malformed or keeps nothing, the database cannot be
+            reached or created, it is not a mixsearch ledger, or its schema is newer
+            than this mixsearch.
     """
 
-    def __init__(self, url: str, create: bool = True) -> None:
+    def __init__(self, url: str, create: bool = True, memory: bool = False) -> None:
         self.url = url
         self._finished: dict[str, Trial] = {}
-        self.engine = _make_engine(url, create)
+        self._domains: tuple[str, ...] | None = None
+        self.engine = make_engine(url, create, memory)
         self.dialect = self.engine.dialect.name
         try:
             with self._write("cannot open") if create else self._read("cannot open") as conn:
@@ -186,12 +162,17 @@ class Ledger:
                     if self.dialect == "postgresql":
                         # Several processes may open a new ledger at once; CREATE TABLE is
                         # not race-safe on PostgreSQL, so take a transaction lock first.
-                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SCHEMA_LOCK})
-                    _metadata.create_all(conn)
-                self._check_schema(conn, create)
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_SCHEMA_LOCK})
+                    metadata.create_all(conn)
+                check_schema(conn, self.url, create)
         except LedgerError:
             self.engine.dispose()
             raise
+
+    @classmethod
+    def in_memory(cls) -> "Ledger":
+        """A throwaway ledger in memory (the bench's): nothing is kept after :meth:`dispose`."""
+        return cls(MEMORY_URL, memory=True)
 
     # -- transactions ----------------------------------------------------------------
 
@@ -214,44 +195,9 @@ class Ledger:
         try:
             yield
         except sa.exc.DBAPIError as exc:
-            raise LedgerError(f"ledger {_safe_url(self.url)}: {what}: {_first_line(exc.orig)}{self._disk_hint()}") from exc
-
-    def _disk_hint(self) -> str:
-        """' (disk full: ...)' when the SQLite file's disk is (nearly) full: SQLite often
-        reports that only as a generic I/O error."""
-        if self.dialect != "sqlite":
-            return ""
-        path = sa.engine.make_url(self.url).database
-        if not path or path == ":memory:":
-            return ""
-        folder = Path(path).parent
-        try:
-            st = os.statvfs(folder)
-        except OSError:
-            return ""
-        free = st.f_bavail * st.f_frsize
-        return f" (disk full: {free} bytes free in {folder})" if free < 1 << 20 else ""
+            raise LedgerError(f"ledger {safe_url(self.url)}: {what}: {first_line(exc.orig)}{disk_hint(self.url)}") from exc
 
     # -- schema and study ------------------------------------------------------------
-
-    def _check_schema(self, conn: sa.Connection, create: bool) -> None:
-        if not sa.inspect(conn).has_table("mixsearch_meta"):
-            raise LedgerError(f"ledger {_safe_url(self.url)}: not a mixsearch ledger (no mixsearch_meta table)")
-        row = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).first()
-        if row is None:
-            if not create:
-                raise LedgerError(f"ledger {_safe_url(self.url)}: no schema version recorded")
-            _insert_ignore(conn, meta_table, [{"key": "schema_version", "value": str(SCHEMA_VERSION)}])
-            return
-        try:
-            version = int(row[0])
-        except ValueError:
-            raise LedgerError(f"ledger {_safe_url(self.url)}: unreadable schema version {row[0]!r}") from None
-        if version > SCHEMA_VERSION:
-            raise LedgerError(
-                f"ledger {_safe_url(self.url)}: schema version {version} is newer than this mixsearch "
-                f"supports ({SCHEMA_VERSION}); upgrade mixsearch"
-            )
 
     def get_meta(self, key: str) -> str | None:
         with self._read() as conn:
@@ -262,24 +208,82 @@ class Ledger:
         with self._write() as conn:
             updated = conn.execute(sa.update(meta_table).where(meta_table.c.key == key).values(value=value)).rowcount
             if not updated:
-                _insert_ignore(conn, meta_table, [{"key": key, "value": value}])
+                insert_ignore(conn, meta_table, [{"key": key, "value": value}])
 
-    def bind_study(self, name: str, study_json: Mapping[str, Any], study_file: str | None) -> None:
-        """Record which study owns this ledger; refuse a ledger of another study."""
+    def bind_study(self, name: str, study_json: Mapping[str, Any], study_file: str | None, definition: Mapping[str, Any] | None = None) -> None:
+        """Record which study owns this ledger and what its results mean; refuse anything else.
+
+        Args:
+            name: The study's name.
+            study_json: ``Study.to_dict()`` (kept for reports and exports).
+            study_file: The study file, so ``resume NAME`` finds it.
+            definition: ``Study.definition(snapshot)``: what gives the stored results
+                their meaning. A ledger that holds another definition is refused with the
+                reason; a ledger from before definitions were stored (schema 1) is
+                migrated when its recorded study agrees.
+
+        Raises:
+            LedgerError: the ledger belongs to another study.
+            StudyChanged: the study's definition differs from the one its trials were run under.
+        """
         with self._write() as conn:
             # Claim ownership first (insert-ignore), then read who owns it: race-free
             # when several orchestrators start on a fresh ledger at once.
-            _insert_ignore(
+            insert_ignore(
                 conn,
                 meta_table,
                 [{"key": "study_name", "value": name}, {"key": "created", "value": str(time.time())}],
             )
             owner = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "study_name")).scalar()
         if owner != name:
-            raise LedgerError(f"ledger {_safe_url(self.url)}: belongs to study {owner!r}, not {name!r}")
+            raise LedgerError(f"ledger {safe_url(self.url)}: belongs to study {owner!r}, not {name!r}")
+        if definition is not None:
+            self._bind_definition(name, dict(definition))
         self.set_meta("study", json.dumps(study_json, sort_keys=True))
         if study_file is not None:
             self.set_meta("study_file", str(Path(study_file).resolve()))
+
+    def _bind_definition(self, name: str, definition: dict[str, Any]) -> None:
+        stored = self.definition()
+        if stored is None:
+            legacy = self.get_meta("study")
+            if legacy is not None and self.counts_total():
+                # A schema-1 ledger: its definition is the one its recorded study implies.
+                stored = study_definition(json.loads(legacy), self.get_meta("snapshot"))
+        if stored is not None:
+            changes = definition_changes(stored, definition)
+            if changes:
+                raise StudyChanged(name, self.url, changes)
+        merged = dict(definition)
+        if stored is not None and ("rungs" in stored or "rungs" in definition):
+            # Rungs may be added between runs; keep every rung a stored trial refers to.
+            merged["rungs"] = {**stored.get("rungs", {}), **definition.get("rungs", {})}
+        domains = list(definition["domains"])
+        with self._write() as conn:
+            migrate_positional_weights(conn, domains)
+            for key, value in (("definition", json.dumps(merged, sort_keys=True)), ("fingerprint", fingerprint(merged)), ("domains", json.dumps(domains)), ("schema_version", str(SCHEMA_VERSION))):
+                if not conn.execute(sa.update(meta_table).where(meta_table.c.key == key).values(value=value)).rowcount:
+                    insert_ignore(conn, meta_table, [{"key": key, "value": value}])
+        self._domains = tuple(domains)
+
+    def definition(self) -> dict[str, Any] | None:
+        """The study definition the stored trials were run under (None before one was bound)."""
+        raw = self.get_meta("definition")
+        return None if raw is None else json.loads(raw)
+
+    @property
+    def domains(self) -> tuple[str, ...] | None:
+        """The bound study's domain names: the keys weights are stored under."""
+        if self._domains is None:
+            raw = self.get_meta("domains")
+            if raw is not None:
+                self._domains = tuple(json.loads(raw))
+        return self._domains
+
+    def legacy_domains(self) -> list[str] | None:
+        """Domain order of a schema-1 ledger, whose rows store weights by position."""
+        raw = self.get_meta("study")
+        return None if raw is None else [d["name"] for d in json.loads(raw).get("domains", [])]
 
     # -- proposing -------------------------------------------------------------------
 
@@ -300,15 +304,15 @@ class Ledger:
             LedgerError: the lock was not free within ``timeout``.
         """
         if self.dialect == "postgresql":
-            lock: Any = _PgAdvisoryLock(self.engine, _PG_ASK_LOCK)
+            lock: Any = PgAdvisoryLock(self.engine, PG_ASK_LOCK)
         else:
-            lock = _FileLock(_sqlite_lock_path(self.url))
+            lock = FileLock(sqlite_lock_path(self.url))
         deadline = time.monotonic() + timeout
         with self._translate("ask lock"):
             while not lock.acquire():
                 if time.monotonic() > deadline:
                     lock.close()
-                    raise LedgerError(f"ledger {_safe_url(self.url)}: ask lock still held by another process after {timeout:.0f} s")
+                    raise LedgerError(f"ledger {safe_url(self.url)}: ask lock still held by another process after {timeout:.0f} s")
                 time.sleep(poll * (0.5 + random.random()))
         try:
             yield
@@ -332,7 +336,12 @@ class Ledger:
         now = time.time()
         rows: dict[str, dict[str, Any]] = {}
         ids = []
+        domains = self.domains
+        if domains is None:
+            raise LedgerError(f"ledger {safe_url(self.url)}: no study is bound to it yet (bind_study with its definition first); weights are stored by domain name")
         for c in candidates:
+            if len(c.weights) != len(domains):
+                raise LedgerError(f"ledger {safe_url(self.url)}: a candidate has {len(c.weights)} weights for the study's {len(domains)} domains")
             ctx = context(c.rung) if callable(context) else context[c.rung]
             tid = trial_id(c, ctx)
             ids.append(tid)
@@ -341,7 +350,7 @@ class Ledger:
                 {
                     "trial_id": tid,
                     "ask": ask,
-                    "weights": json.dumps(list(c.weights)),
+                    "weights": json.dumps(dict(zip(domains, c.weights))),
                     "rung": c.rung,
                     "seed": c.seed,
                     "state": PENDING,
@@ -354,9 +363,35 @@ class Ledger:
                 if self.dialect == "postgresql":
                     # Two concurrent inserts of overlapping sets in different orders would
                     # deadlock on the unique index; adds are rare, so serialise them.
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_ADD_LOCK})
-                _insert_ignore(conn, trials_table, list(rows.values()), key="trial_id")
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_ADD_LOCK})
+                insert_ignore(conn, trials_table, list(rows.values()), key="trial_id")
         return ids
+
+    def import_done(self, finished: Sequence[tuple[Candidate, TrialResult]], context: Mapping[str, Any]) -> int:
+        """Insert trials that already ran elsewhere (a fork) as done, with their results.
+
+        Args:
+            finished: ``(candidate, result)`` pairs.
+            context: Mapping rung name -> context dict (part of each new trial id).
+
+        Returns:
+            The number of trials inserted (a repeated candidate is inserted once).
+        """
+        domains = self.domains
+        if domains is None:
+            raise LedgerError(f"ledger {safe_url(self.url)}: no study is bound to it yet")
+        now = time.time()
+        rows: dict[str, dict[str, Any]] = {}
+        for c, r in finished:
+            tid = trial_id(c, context[c.rung])
+            rows.setdefault(tid, {
+                "trial_id": tid, "ask": 0, "weights": json.dumps(dict(zip(domains, c.weights))), "rung": c.rung, "seed": c.seed,
+                "state": DONE, "attempts": 0, "created": now, "finished": now, **_result_values(r),
+            })
+        if rows:
+            with self._write() as conn:
+                insert_ignore(conn, trials_table, list(rows.values()), key="trial_id")
+        return len(rows)
 
     def claim(self, worker: str, trial_ids: Sequence[str] | None = None, limit: int = 1) -> list[Trial]:
         """Move up to ``limit`` pending trials to running for ``worker``, oldest first.
@@ -393,7 +428,7 @@ class Ledger:
             rows = conn.execute(
                 sa.select(t).where(t.c.trial_id.in_(picked), t.c.state == RUNNING, t.c.worker == worker).order_by(t.c.number)
             ).mappings()
-            return [_to_trial(r) for r in rows]
+            return [_to_trial(r, self._read_order()) for r in rows]
 
     def heartbeat(self, trial_ids: Sequence[str], worker: str) -> list[str]:
         """Refresh the heartbeat of running trials held by ``worker``.
@@ -418,17 +453,7 @@ class Ledger:
             running for ``worker`` (then the result is dropped: someone else owns it).
         """
         t = trials_table
-        values = {
-            "state": DONE,
-            "finished": time.time(),
-            "cost": float(result.cost),
-            "seconds": float(result.seconds),
-            "objective": float(result.objective),
-            "domain_losses": json.dumps({k: float(v) for k, v in result.domain_losses.items()}),
-            "curve": json.dumps([list(map(float, p)) for p in result.curve]),
-            "metrics": json.dumps(dict(result.metrics), default=str),
-            "error": None,
-        }
+        values = {"state": DONE, "finished": time.time(), **_result_values(result)}
         with self._write() as conn:
             n = conn.execute(
                 sa.update(t).where(t.c.trial_id == tid, t.c.state == RUNNING, t.c.worker == worker).values(**values)
@@ -520,7 +545,7 @@ class Ledger:
             row = conn.execute(sa.select(trials_table).where(trials_table.c.trial_id == tid)).mappings().first()
         if row is None:
             raise KeyError(tid)
-        return _to_trial(row)
+        return _to_trial(row, self._read_order())
 
     def trials(self, states: Sequence[str] | None = None) -> list[Trial]:
         """All trials (optionally in ``states``), in insertion order."""
@@ -535,11 +560,20 @@ class Ledger:
             # (the orchestrator re-reads the whole ledger on every ask).
             trial = self._finished.get(r["trial_id"]) if r["state"] in (DONE, FAILED) else None
             if trial is None:
-                trial = _to_trial(r)
+                trial = _to_trial(r, self._read_order())
                 if trial.state in (DONE, FAILED):
                     self._finished[trial.trial_id] = trial
             out.append(trial)
         return out
+
+    def _read_order(self) -> Sequence[str] | None:
+        """The domain order weights are read in: the bound study's, else a schema-1 ledger's."""
+        return self.domains or self.legacy_domains()
+
+    def counts_total(self) -> int:
+        """Number of trials in the ledger."""
+        with self._read() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(trials_table)).scalar() or 0)
 
     def counts(self) -> dict[str, int]:
         """Number of trials in each state."""
@@ -556,16 +590,14 @@ class Ledger:
             value = conn.execute(sa.select(sa.func.max(trials_table.c.ask))).scalar()
         return 0 if value is None else int(value) + 1
 
-    def to_dataframe(self, domains: Sequence[str] | None = None) -> pd.DataFrame:
+    def to_dataframe(self) -> pd.DataFrame:
         """One row per trial: ids, state, rung, costs, objective, ``w_<domain>`` and ``loss_<domain>`` columns.
 
-        Args:
-            domains: Domain names in weight order (from the study). Defaults to the
-                recorded study's domains, else ``d0, d1, ...``.
+        Weight columns carry the names the ledger stored them under, never a study
+        file's current order.
         """
         trials = self.trials()
-        if domains is None:
-            domains = self.study_domains()
+        domains = self._read_order()
         records = []
         for tr in trials:
             names = domains or [f"d{i}" for i in range(len(tr.candidate.weights))]
@@ -592,12 +624,6 @@ class Ledger:
             records.append(rec)
         return pd.DataFrame.from_records(records)
 
-    def study_domains(self) -> list[str] | None:
-        raw = self.get_meta("study")
-        if raw is None:
-            return None
-        return [d["name"] for d in json.loads(raw).get("domains", [])]
-
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -613,95 +639,16 @@ def drop_ledger(url: str) -> None:
             for suffix in ("", "-wal", "-shm", "-journal", "-asklock"):
                 Path(path + suffix).unlink(missing_ok=True)
         return
-    engine = _make_engine(url, create=False)
+    engine = make_engine(url, create=False)
     try:
         with engine.begin() as conn:
-            _metadata.drop_all(conn)
+            metadata.drop_all(conn)
     finally:
         engine.dispose()
 
 
-class _FileLock:
-    """A non-blocking exclusive ``flock`` on a file; the kernel drops it when its holder dies.
-
-    flock locks belong to the open file, so two Ledger objects (or threads) in one
-    process exclude each other too, each opening the file on its own.
-    """
-
-    _memory_lock = threading.Lock()  # in-memory SQLite: one process, so a thread lock is enough
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.fd: int | None = None
-
-    def acquire(self) -> bool:
-        if self.path is None:
-            return self._memory_lock.acquire(blocking=False)
-        import fcntl
-
-        if self.fd is None:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                return False
-            raise
-        return True
-
-    def release(self) -> None:
-        if self.path is None:
-            self._memory_lock.release()
-            return
-        self.close()
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing the file drops its flock
-            self.fd = None
-
-
-class _PgAdvisoryLock:
-    """A session-level PostgreSQL advisory lock on a connection of its own.
-
-    The server drops it when the session ends, so a killed holder frees it at once.
-    """
-
-    def __init__(self, engine: sa.Engine, key: int) -> None:
-        self.engine = engine
-        self.key = key
-        self.conn: sa.Connection | None = None
-
-    def acquire(self) -> bool:
-        if self.conn is None:
-            self.conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        return bool(self.conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar())
-
-    def release(self) -> None:
-        if self.conn is None:
-            return
-        try:
-            self.conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
-            self.conn.close()
-        except Exception:  # noqa: BLE001 - a connection that cannot unlock must not return to the pool
-            self.conn.invalidate()
-        self.conn = None
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-
-
-def _sqlite_lock_path(url: str) -> Path | None:
-    path = sa.engine.make_url(url).database
-    if not path or path == ":memory:":
-        return None
-    return Path(path + "-asklock")
-
-
-def _to_trial(row: Mapping[str, Any]) -> Trial:
-    cand = Candidate(tuple(json.loads(row["weights"])), row["rung"], int(row["seed"]))
+def _to_trial(row: Mapping[str, Any], domains: Sequence[str] | None) -> Trial:
+    cand = Candidate(read_weights(row["weights"], domains), row["rung"], int(row["seed"]))
     return Trial(
         trial_id=row["trial_id"],
         number=int(row["number"]),
@@ -724,112 +671,78 @@ def _to_trial(row: Mapping[str, Any]) -> Trial:
     )
 
 
-def _insert_ignore(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], key: str = "key") -> None:
-    """Insert rows, skipping ones whose unique key exists (race-safe on SQLite and PostgreSQL)."""
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        for r in rows:
-            try:
-                with conn.begin_nested():
-                    conn.execute(sa.insert(table).values(**r))
-            except IntegrityError:
-                pass
-        return
-    conn.execute(insert(table).values(rows).on_conflict_do_nothing(index_elements=[key]))
-
-
-def _make_engine(url: str, create: bool) -> sa.Engine:
-    try:
-        parsed = sa.engine.make_url(url)
-    except (sa.exc.ArgumentError, ValueError) as exc:
-        raise LedgerError(f"ledger {url!r}: not an SQLAlchemy URL (e.g. sqlite:///runs/x/ledger.sqlite or postgresql+psycopg://user@host/db): {exc}") from None
-    if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, parsed.database, create)
-    if parsed.get_backend_name() != "postgresql":
-        raise LedgerError(f"ledger {_safe_url(url)}: unsupported database {parsed.get_backend_name()!r}; use sqlite:/// or postgresql+psycopg://")
-    try:
-        # Fail fast on an unreachable host instead of hanging on connect.
-        return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
-    except (ImportError, sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
-        hint = " (install psycopg and use postgresql+psycopg://)" if isinstance(exc, ImportError) else ""
-        raise LedgerError(f"ledger {_safe_url(url)}: {_first_line(exc)}{hint}") from None
-
-
-def _sqlite_engine(url: str, path: str | None, create: bool) -> sa.Engine:
-    if path and path != ":memory:":
-        p = Path(path)
-        if create:
-            try:
-                p.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise LedgerError(f"ledger {url}: cannot create folder {p.parent}: {exc.strerror}") from None
-            if not os.access(p.parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
-                raise LedgerError(f"ledger {url}: {p if p.exists() else p.parent} is not writable")
-        elif not p.exists():
-            raise LedgerError(f"ledger {url}: no such file")
-        if p.exists() and p.is_dir():
-            raise LedgerError(f"ledger {url}: {p} is a folder, not a database file")
-    engine = sa.create_engine(url, connect_args={"timeout": 60})
-
-    @sa.event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _: Any) -> None:
-        # SQLAlchemy emits BEGIN itself (below), so the driver must not.
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA busy_timeout=60000")
-        # WAL lets readers (status, proposers) run beside the writer.
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _begin(conn: sa.Connection) -> None:
-        # Writers take the write lock up front and wait for it (busy_timeout); a
-        # deferred writer could instead fail at once when its read snapshot is stale.
-        immediate = conn.get_execution_options().get("mixsearch_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
-
-
-def _safe_url(url: str) -> str:
-    """The URL with any password hidden."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - best effort for messages only
-        return url
-
-
-def _first_line(exc: BaseException | Any) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def _result_values(result: TrialResult) -> dict[str, Any]:
+    """The columns a finished trial's result fills."""
+    return {
+        "cost": float(result.cost),
+        "seconds": float(result.seconds),
+        "objective": float(result.objective),
+        "domain_losses": json.dumps({k: float(v) for k, v in result.domain_losses.items()}),
+        "curve": json.dumps([list(map(float, p)) for p in result.curve]),
+        "metrics": json.dumps(dict(result.metrics), default=str),
+        "error": None,
+    }
 
 
 def finite(x: float | None) -> bool:
     return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def history_arrays(trials: Sequence[Trial], dim: int, direction: str = "minimize") -> dict[str, np.ndarray | tuple]:
-    """Arrays for :class:`mixsearch.propose.base.History` from ledger trials.
+def best_done(trials: Sequence[Trial], objective: Any, rung: str | None = None) -> Trial | None:
+    """The best done trial with a finite objective (at ``rung`` when given), or None.
 
-    Done trials with a finite objective are observations (oriented smaller-is-better);
-    pending and running trials are pending points; failed trials are left out.
+    Args:
+        trials: Ledger trials.
+        objective: The study's :class:`~mixsearch.study.Objective` (its direction decides "best").
+        rung: Only trials at this rung.
     """
-    sign = 1.0 if direction == "minimize" else -1.0
-    done = [t for t in trials if t.state == DONE and finite(t.objective)]
-    pend = [t for t in trials if t.state in (PENDING, RUNNING)]
-    failed = [t for t in trials if t.state == FAILED or (t.state == DONE and not finite(t.objective))]
-    return {
-        "weights": np.array([t.candidate.weights for t in done], dtype=float).reshape(-1, dim),
-        "rungs": tuple(t.candidate.rung for t in done),
-        "objective": np.array([sign * float(t.objective) for t in done], dtype=float),
-        "pending_weights": np.array([t.candidate.weights for t in pend], dtype=float).reshape(-1, dim),
-        "pending_rungs": tuple(t.candidate.rung for t in pend),
-        "costs": np.array([float(t.cost or 0.0) for t in done], dtype=float),
-        "failed_weights": np.array([t.candidate.weights for t in failed], dtype=float).reshape(-1, dim),
-        "failed_rungs": tuple(t.candidate.rung for t in failed),
-    }
+    done = [t for t in trials if t.state == DONE and finite(t.objective) and (rung is None or t.candidate.rung == rung)]
+    if not done:
+        return None
+    return min(done, key=lambda t: (objective.to_minimise(float(t.objective)), t.number))  # type: ignore[arg-type]
+
+
+class StudyChanged(LedgerError):
+    """A study file whose definition differs from the one its ledger's trials were run under."""
+
+    def __init__(self, name: str, url: str, changes: Sequence[str]) -> None:
+        self.changes = list(changes)
+        super().__init__(
+            f"study {name!r} changed since its trials were run ({'; '.join(changes)}): its stored results would be "
+            f"mislabelled or mixed (ledger {safe_url(url)}). Give the study a new name, or continue with "
+            f"'mixsearch study start FILE --fork NEW' to copy the compatible trials into a new study"
+        )
+
+
+def fingerprint(definition: Mapping[str, Any]) -> str:
+    """A short hash of a study definition."""
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_weights(raw: str, domains: Sequence[str] | None) -> tuple[float, ...]:
+    """Stored weights in ``domains`` order: by name (schema 2), or by position in a schema-1 row.
+
+    Raises:
+        LedgerError: the stored names are not the study's domains.
+    """
+    stored = json.loads(raw)
+    if isinstance(stored, list):
+        return tuple(float(w) for w in stored)
+    if domains is None or set(stored) != set(domains):
+        raise LedgerError(f"stored weights name domains {sorted(stored)}, not the study's {list(domains or [])}")
+    return tuple(float(stored[d]) for d in domains)
+
+
+def migrate_positional_weights(conn: sa.Connection, domains: Sequence[str]) -> int:
+    """Rewrite schema-1 rows (weights by position) as weights by name; the number rewritten."""
+    t = trials_table
+    rows = conn.execute(sa.select(t.c.trial_id, t.c.weights)).all()
+    n = 0
+    for tid, raw in rows:
+        stored = json.loads(raw)
+        if isinstance(stored, list):
+            if len(stored) != len(domains):
+                raise LedgerError(f"trial {tid} has {len(stored)} weights for {len(domains)} domains")
+            conn.execute(sa.update(t).where(t.c.trial_id == tid).values(weights=json.dumps(dict(zip(domains, stored)))))
+            n += 1
+    return n

@@ -1,9 +1,14 @@
-"""The ask -> submit -> tell loop: budget, resume, retries, heartbeats.
+"""The trial loop (claim, submit, tell, heartbeat, recover) and, on top of it, asking.
 
-The orchestrator owns no maths. Each ask rebuilds the proposer's view from the
-ledger (done trials as observations, pending and running ones as pending points),
-so a study killed at any moment resumes where it stopped: nothing proposed is lost
-and nothing finished runs again.
+:class:`TrialLoop` runs a study's pending trials: it claims them from the ledger, submits
+them to an executor, records what comes back, keeps heartbeats and picks up orphans. A
+:class:`~mixsearch.worker.Worker` is this loop and nothing more. The
+:class:`Orchestrator` extends it with asking: when nothing is pending it rebuilds the
+proposer's view from the ledger (done trials as observations, pending and running ones as
+pending points) and adds what the proposer proposes. A study killed at any moment resumes
+where it stopped: nothing proposed is lost and nothing finished runs again.
+
+The loop owns no maths.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from typing import Any, Callable, Protocol
 from mixsearch.candidate import EvaluationError, TrialResult
 from mixsearch.evaluate import Evaluator
 from mixsearch.execute.base import Executor, Job
-from mixsearch.ledger import DONE, FAILED, PENDING, RUNNING, Ledger, Trial, history_arrays, worker_name
+from mixsearch.interrupt import StudyInterrupted, TrialInterrupted, clear_stop, request_stop
+from mixsearch.ledger import DONE, FAILED, PENDING, RUNNING, Ledger, Trial, best_done, worker_name
 from mixsearch.propose.base import History, ProposalContext, Proposer, Recommendation
 from mixsearch.study import Study
 
@@ -64,7 +70,11 @@ class RunSummary:
 
 
 def ask_seed(study_seed: int, ask: int) -> int:
-    """Seed of one ask: a hash of the study seed and the ask index (stable across resumes)."""
+    """Seed of one ask: a hash of the study seed and the ask index (stable across resumes).
+
+    A stored interface: a change here would make a resumed study propose other trials
+    than the run it continues (pinned by literal values in the tests).
+    """
     digest = hashlib.sha256(f"{study_seed}:{ask}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
@@ -75,8 +85,7 @@ def build_context(study: Study, ledger: Ledger, ask: int, pool: Any = None, tria
     ``salt`` varies the seed when an ask must be repeated (its proposals were all known).
     """
     assert study.space is not None
-    arrays = history_arrays(trials if trials is not None else ledger.trials(), study.space.dim, study.objective.direction)
-    history = History(**arrays)  # type: ignore[arg-type]
+    history = History.from_trials(trials if trials is not None else ledger.trials(), study.space.dim, study.objective)
     return ProposalContext(
         space=study.space,
         ladder=study.ladder,
@@ -87,19 +96,26 @@ def build_context(study: Study, ledger: Ledger, ask: int, pool: Any = None, tria
     )
 
 
-class Orchestrator:
-    """Runs a study until its budget is spent.
+def trial_context(study: Study, snapshot: str) -> dict[str, dict[str, Any]]:
+    """Per rung, what besides the candidate fixes a trial's result (part of its id)."""
+    config = study.config_hash()
+    return {r.name: {"config": config, "snapshot": snapshot, "N": r.n_params, "D": r.tokens} for r in study.ladder.rungs}
+
+
+class TrialLoop:
+    """Runs a study's pending trials until none is left: claim, submit, tell, heartbeat, recover.
 
     Args:
         study: The validated study.
         ledger: Its ledger.
         evaluator: Turns candidates into results.
         executor: Where evaluations run.
-        proposer: Proposes candidates.
         progress: Optional progress sink.
         heartbeat_interval: Seconds between heartbeats of running trials.
         heartbeat_timeout: Seconds after which another process's running trial is orphaned.
         study_file: The study file, recorded in the ledger so ``resume NAME`` finds it.
+        after_tell: Called with the loop after each round of results is recorded (the
+            bench scores the recommendation there).
     """
 
     def __init__(
@@ -108,41 +124,40 @@ class Orchestrator:
         ledger: Ledger,
         evaluator: Evaluator,
         executor: Executor,
-        proposer: Proposer,
         progress: Progress | None = None,
         heartbeat_interval: float = 5.0,
         heartbeat_timeout: float = 120.0,
         study_file: str | None = None,
+        after_tell: Callable[["TrialLoop"], None] | None = None,
     ) -> None:
         self.study = study
         self.ledger = ledger
         self.evaluator = evaluator
         self.executor = executor
-        self.proposer = proposer
         self.progress = progress
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self.study_file = study_file
-        self.max_empty_asks = 4
+        self.after_tell = after_tell
         self.worker = worker_name()
+        self.pool: Any = None
+        self.interrupted: list[str] = []  # trials that were running when Ctrl-C came
         self._context: dict[str, dict[str, Any]] = {}
         self._start = time.time()
         self._last: str | None = None
         self._last_recover = time.monotonic()
-        self._exhausted = False  # the last ask by this process added nothing new
 
     # -- set-up ----------------------------------------------------------------------
 
     def _prepare(self) -> None:
-        self.ledger.bind_study(self.study.name, self.study.to_dict(), self.study_file)
         self.evaluator.prepare()
         snapshot = self.evaluator.snapshot_id()
+        # Refuses a ledger whose trials were run under another definition of the study.
+        self.ledger.bind_study(self.study.name, self.study.to_dict(), self.study_file, self.study.definition(snapshot))
         self.ledger.set_meta("snapshot", snapshot)
-        config = self.study.config_hash()
-        for r in self.study.ladder.rungs:
-            self._context[r.name] = {"config": config, "snapshot": snapshot, "N": r.n_params, "D": r.tokens}
+        self._context = trial_context(self.study, snapshot)
         self._recover()
-        self._pool = self.evaluator.pool()
+        self.pool = self.evaluator.pool()
 
     def _recover(self) -> None:
         self._last_recover = time.monotonic()
@@ -150,7 +165,7 @@ class Orchestrator:
 
     # -- budget ----------------------------------------------------------------------
 
-    def _spent(self, trials: list[Trial]) -> tuple[float, float]:
+    def spent(self, trials: list[Trial]) -> tuple[float, float]:
         """(cost of finished trials, cost committed to pending and running ones)."""
         spent = sum(float(t.cost or 0.0) for t in trials if t.state in (DONE, FAILED))
         committed = sum(self.study.ladder.rung(t.candidate.rung).run_cost for t in trials if t.state in (PENDING, RUNNING))
@@ -159,7 +174,7 @@ class Orchestrator:
     def _stop_reason(self, trials: list[Trial]) -> str | None:
         b = self.study.budget
         finished = sum(t.state in (DONE, FAILED) for t in trials)
-        spent, _ = self._spent(trials)
+        spent, _ = self.spent(trials)
         if b.max_trials is not None and finished >= b.max_trials:
             return "trial budget spent"
         if b.max_cost is not None and spent >= b.max_cost * (1 - 1e-9):
@@ -171,19 +186,10 @@ class Orchestrator:
     def _trial_seconds(self, trials: list[Trial]) -> float:
         return sum(float(t.seconds or 0.0) for t in trials if t.state in (DONE, FAILED))
 
-    def _room(self, trials: list[Trial]) -> tuple[int, float]:
-        """(trials, cost) that may still be proposed on top of what is finished or in flight."""
-        b = self.study.budget
-        # Every trial proposed counts against the trial budget, whatever its state.
-        n_room = (b.max_trials - len(trials)) if b.max_trials is not None else 10**9
-        spent, committed = self._spent(trials)
-        cost_room = (b.max_cost - spent - committed) if b.max_cost is not None else math.inf
-        return n_room, cost_room
-
     # -- the loop --------------------------------------------------------------------
 
     def run(self) -> RunSummary:
-        """Ask, submit and tell until the budget is spent or nothing is left to run."""
+        """Claim, submit and tell until the budget is spent or nothing is left to run."""
         self._prepare()
         self.executor.start(self.evaluator)
         reason = "finished"
@@ -198,15 +204,17 @@ class Orchestrator:
                         break
                 else:
                     self._fill(trials, in_flight)
-                    in_flight = self.executor.in_flight()
-                    if not in_flight:
-                        reason = self._idle_reason()
-                        if reason:
+                    if not self.executor.in_flight():
+                        idle = self._idle_reason()
+                        if idle:
+                            reason = idle
                             break
                 self._report()
                 outcomes = self.executor.poll(timeout=self.heartbeat_interval)
                 for tid, outcome in outcomes:
                     self._tell(tid, outcome)
+                if outcomes and self.after_tell is not None:
+                    self.after_tell(self)
                 self.ledger.heartbeat(self.executor.in_flight(), self.worker)
                 if not outcomes and not self.executor.in_flight():
                     # Another process holds every open trial: wait, then look for orphans.
@@ -216,19 +224,139 @@ class Orchestrator:
                     # A peer that died mid-trial leaves orphans; pick them up while busy too.
                     self._recover()
         except KeyboardInterrupt:
-            for tid in self.executor.in_flight():
-                self.ledger.release(tid, self.worker)
-            raise
+            self._interrupt()
+            raise StudyInterrupted(self.study.name, self.interrupted) from None
         finally:
             self.executor.shutdown()
+            clear_stop()
         self._report()
-        trials = self.ledger.trials()
-        spent, _ = self._spent(trials)
-        rec = self.recommend()
-        return RunSummary(self.ledger.counts(), spent, time.time() - self._start, reason, rec)
+        spent, _ = self.spent(self.ledger.trials())
+        return RunSummary(self.ledger.counts(), spent, time.time() - self._start, reason, self.recommend())
+
+    def _interrupt(self, wait: float = 30.0) -> None:
+        """Ctrl-C: stop running trials at their next step and give them back to pending.
+
+        Trials running in this process see the stop flag and come back interrupted (their
+        attempt not counted); one that finishes in the meantime is recorded as done. A
+        second Ctrl-C, or ``wait`` seconds, ends the wait: what is still running goes back
+        to pending at once (and would be found orphaned anyway, its process gone).
+        """
+        request_stop()
+        self.interrupted = list(self.executor.in_flight())
+        deadline = time.monotonic() + wait
+        try:
+            while self.executor.in_flight() and time.monotonic() < deadline:
+                for tid, outcome in self.executor.poll(timeout=0.2):
+                    self._tell(tid, outcome)
+        except KeyboardInterrupt:
+            pass
+        for tid in self.executor.in_flight():
+            self.ledger.release(tid, self.worker)
 
     def _idle_reason(self) -> str | None:
         """Why the loop should end when nothing runs here: None to keep waiting."""
+        counts = self.ledger.counts()
+        if counts[PENDING] or counts[RUNNING]:
+            return None
+        return "no pending trials"
+
+    def _fill(self, trials: list[Trial], in_flight: list[str]) -> None:
+        """Claim pending trials up to the executor's capacity."""
+        free = self.executor.capacity - len(in_flight)
+        if free > 0:
+            self._submit(self.ledger.claim(self.worker, limit=free))
+
+    def _submit(self, claimed: list[Trial]) -> None:
+        by_rung: dict[str, list[Job]] = {}
+        for t in claimed:
+            by_rung.setdefault(t.candidate.rung, []).append(Job(t.trial_id, t.candidate, self.study.ladder.rung(t.candidate.rung)))
+        for jobs in by_rung.values():
+            for i in range(0, len(jobs), self.executor.pack):
+                self.executor.submit(jobs[i : i + self.executor.pack])
+
+    def _tell(self, tid: str, outcome: TrialResult | BaseException) -> None:
+        if isinstance(outcome, TrialResult) and outcome.finite:
+            self.ledger.complete(tid, outcome, self.worker)
+            self._last = f"{tid[:8]} done: {outcome.objective:.4g}"
+            return
+        if isinstance(outcome, TrialResult):
+            error, retry, cost = f"non-finite result: objective={outcome.objective}", False, outcome.cost
+        elif isinstance(outcome, EvaluationError):
+            error, retry, cost = str(outcome), False, 0.0
+        elif isinstance(outcome, TrialInterrupted):
+            self.ledger.release(tid, self.worker)  # pending again, the attempt not counted
+            self._last = f"{tid[:8]} interrupted"
+            return
+        elif isinstance(outcome, (KeyboardInterrupt, SystemExit)):
+            self.ledger.release(tid, self.worker)
+            raise outcome
+        else:
+            error, retry, cost = f"{type(outcome).__name__}: {outcome}", True, 0.0
+        self.ledger.fail(tid, error.splitlines()[0] if error else "failed", self.worker, retry, self.study.max_attempts, cost)
+        self._last = f"{tid[:8]} failed: {error[:80]}"
+
+    # -- reporting -------------------------------------------------------------------
+
+    def status(self) -> Status:
+        """The study now, from the ledger."""
+        trials = self.ledger.trials()
+        spent, _ = self.spent(trials)
+        best = best_done(trials, self.study.objective)
+        return Status(
+            counts=self.ledger.counts(),
+            spent=spent,
+            budget_cost=self.study.budget.max_cost,
+            trials_budget=self.study.budget.max_trials,
+            elapsed=time.time() - self._start,
+            best=None if best is None else (float(best.objective), best.candidate.rung),  # type: ignore[arg-type]
+            last=self._last,
+        )
+
+    def _report(self) -> None:
+        if self.progress is not None:
+            self.progress.update(self.status())
+
+    def recommend(self) -> Recommendation | None:
+        """A loop that does not propose recommends nothing."""
+        return None
+
+
+class Orchestrator(TrialLoop):
+    """The trial loop plus asking: runs a study until its budget is spent.
+
+    Args:
+        study, ledger, evaluator, executor: As for :class:`TrialLoop`.
+        proposer: Proposes candidates.
+        **kwargs: ``progress``, ``heartbeat_interval``, ``heartbeat_timeout``,
+            ``study_file``, ``after_tell`` (see :class:`TrialLoop`).
+    """
+
+    # Asks repeated with a salted seed when a proposal only repeats known trials.
+    MAX_EMPTY_ASKS = 4
+
+    def __init__(self, study: Study, ledger: Ledger, evaluator: Evaluator, executor: Executor, proposer: Proposer, **kwargs: Any) -> None:
+        super().__init__(study, ledger, evaluator, executor, **kwargs)
+        self.proposer = proposer
+        self._exhausted = False  # the last ask by this process added nothing new
+
+    def _room(self, trials: list[Trial]) -> tuple[int, float]:
+        """(trials, cost) that may still be proposed on top of what is finished or in flight."""
+        b = self.study.budget
+        # Every trial proposed counts against the trial budget, whatever its state.
+        n_room = (b.max_trials - len(trials)) if b.max_trials is not None else 10**9
+        spent, committed = self.spent(trials)
+        cost_room = (b.max_cost - spent - committed) if b.max_cost is not None else math.inf
+        return n_room, cost_room
+
+    def _fill(self, trials: list[Trial], in_flight: list[str]) -> None:
+        """Claim pending trials up to the executor's capacity, asking for more when none wait."""
+        if self.executor.capacity - len(in_flight) <= 0:
+            return
+        if not any(t.state == PENDING for t in trials):
+            self._ask()
+        super()._fill(trials, in_flight)
+
+    def _idle_reason(self) -> str | None:
         counts = self.ledger.counts()
         if counts[PENDING] or counts[RUNNING]:
             return None
@@ -241,17 +369,7 @@ class Orchestrator:
             return None
         return "proposer has nothing left to propose"
 
-    def _fill(self, trials: list[Trial], in_flight: list[str]) -> None:
-        """Claim pending trials up to the executor's capacity, asking for more when none wait."""
-        free = self.executor.capacity - len(in_flight)
-        if free <= 0:
-            return
-        if not any(t.state == PENDING for t in trials):
-            self._ask(trials)
-        claimed = self.ledger.claim(self.worker, limit=free)
-        self._submit(claimed)
-
-    def _ask(self, trials: list[Trial]) -> None:
+    def _ask(self) -> None:
         # One proposer at a time across every process on this ledger: re-read the
         # ledger under the lock so another orchestrator's fresh proposals count as
         # pending (or fill the queue, so there is nothing to ask for).
@@ -271,8 +389,8 @@ class Orchestrator:
         known = {t.trial_id for t in trials}
         # A proposal that only repeats known trials adds nothing (the ledger finds them);
         # ask again with a salted seed a few times before concluding nothing is left.
-        for salt in range(self.max_empty_asks):
-            ctx = build_context(self.study, self.ledger, ask, self._pool, trials, salt=salt)
+        for salt in range(self.MAX_EMPTY_ASKS):
+            ctx = build_context(self.study, self.ledger, ask, self.pool, trials, salt=salt)
             kept, cost = [], 0.0
             for c in self.proposer.propose(ctx, q)[:q]:
                 c_cost = self.study.ladder.rung(c.rung).run_cost
@@ -285,61 +403,7 @@ class Orchestrator:
                 return True
         return False
 
-    def _submit(self, claimed: list[Trial]) -> None:
-        by_rung: dict[str, list[Job]] = {}
-        for t in claimed:
-            by_rung.setdefault(t.candidate.rung, []).append(Job(t.trial_id, t.candidate, self.study.ladder.rung(t.candidate.rung)))
-        for jobs in by_rung.values():
-            for i in range(0, len(jobs), self.executor.pack):
-                self.executor.submit(jobs[i : i + self.executor.pack])
-
-    def _tell(self, tid: str, outcome: TrialResult | BaseException) -> None:
-        if isinstance(outcome, TrialResult) and outcome.finite:
-            self.ledger.complete(tid, outcome, self.worker)
-            self._last = f"{tid[:8]} done: {outcome.objective:.4g}"
-            return
-        if isinstance(outcome, TrialResult):
-            error, retry, cost = f"non-finite result: objective={outcome.objective}", False, outcome.cost
-        elif isinstance(outcome, EvaluationError):
-            error, retry, cost = str(outcome), False, 0.0
-        elif isinstance(outcome, (KeyboardInterrupt, SystemExit)):
-            self.ledger.release(tid, self.worker)
-            raise outcome
-        else:
-            error, retry, cost = f"{type(outcome).__name__}: {outcome}", True, 0.0
-        self.ledger.fail(tid, error.splitlines()[0] if error else "failed", self.worker, retry, self.study.max_attempts, cost)
-        self._last = f"{tid[:8]} failed: {error[:80]}"
-
-    # -- reporting -------------------------------------------------------------------
-
-    def _report(self) -> None:
-        if self.progress is None:
-            return
-        trials = self.ledger.trials()
-        spent, _ = self._spent(trials)
-        self.progress.update(
-            Status(
-                counts=self.ledger.counts(),
-                spent=spent,
-                budget_cost=self.study.budget.max_cost,
-                trials_budget=self.study.budget.max_trials,
-                elapsed=time.time() - self._start,
-                best=best_done(trials, self.study.objective.direction),
-                last=self._last,
-            )
-        )
-
     def recommend(self) -> Recommendation | None:
         """The proposer's current recommendation, from the ledger."""
-        ctx = build_context(self.study, self.ledger, self.ledger.next_ask(), getattr(self, "_pool", None))
+        ctx = build_context(self.study, self.ledger, self.ledger.next_ask(), self.pool)
         return self.proposer.recommend(ctx)
-
-
-def best_done(trials: list[Trial], direction: str = "minimize") -> tuple[float, str] | None:
-    """Best objective among done trials and its rung (study orientation)."""
-    done = [t for t in trials if t.state == DONE and t.objective is not None and math.isfinite(t.objective)]
-    if not done:
-        return None
-    pick: Callable[..., Trial] = min if direction == "minimize" else max
-    t = pick(done, key=lambda t: t.objective)
-    return float(t.objective), t.candidate.rung

@@ -1,4 +1,4 @@
-"""A study's results: best mixture per rung, the recommendation, and the export file.
+"""A study's results: best mixture per rung, the recommendation, and the export document.
 
 ``fits/<study>.json`` (schema ``mixsearch.export/v1``) holds the study, the best
 mixture per fidelity, the recommendation at the target, the per-trial table and
@@ -8,46 +8,41 @@ the laws fitted on the study's runs (each law in schema ``mixsearch.law/v1``, so
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 import time
-from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from mixsearch import __version__
+from mixsearch.ledger import Trial, best_done
 from mixsearch.propose.base import Recommendation
 from mixsearch.study import Study
 
 EXPORT_SCHEMA = "mixsearch.export/v1"
 
 
-def best_per_rung(df: pd.DataFrame, study: Study) -> dict[str, dict[str, Any]]:
-    """The best done trial at each rung.
+def best_per_rung(trials: Sequence[Trial], study: Study) -> dict[str, dict[str, Any]]:
+    """The best done trial at each rung that has one.
 
     Args:
-        df: The ledger's ``to_dataframe()``.
+        trials: The ledger's trials.
         study: The study (domain order, objective direction).
 
     Returns:
         ``{rung: {"trial_id", "objective", "weights": {domain: w}, "n_trials"}}``.
     """
     out: dict[str, dict[str, Any]] = {}
-    if df.empty:
-        return out
-    done = df[(df["state"] == "done") & df["objective"].notna()]
-    for rung, g in done.groupby("rung", sort=False):
-        i = g["objective"].idxmin() if study.objective.direction == "minimize" else g["objective"].idxmax()
-        row = g.loc[i]
-        out[str(rung)] = {
-            "trial_id": row["trial_id"],
-            "objective": float(row["objective"]),
-            "weights": {d: float(row[f"w_{d}"]) for d in study.domain_names},
-            "n_trials": int(len(g)),
+    for rung in dict.fromkeys(t.candidate.rung for t in trials):
+        best = best_done(trials, study.objective, rung)
+        if best is None:
+            continue
+        out[rung] = {
+            "trial_id": best.trial_id,
+            "objective": float(best.objective),  # type: ignore[arg-type]
+            "weights": dict(zip(study.domain_names, best.candidate.weights)),
+            "n_trials": sum(1 for t in trials if t.candidate.rung == rung and t.state == "done"),
         }
     return out
 
@@ -56,10 +51,9 @@ def recommendation_dict(rec: Recommendation | None, study: Study) -> dict[str, A
     """The recommendation as JSON (objective back in the study's orientation)."""
     if rec is None:
         return None
-    sign = 1.0 if study.objective.direction == "minimize" else -1.0
     return {
         "weights": {d: float(w) for d, w in zip(study.domain_names, rec.weights)},
-        "predicted_objective": None if rec.predicted is None else sign * float(rec.predicted),
+        "predicted_objective": None if rec.predicted is None else study.objective.from_minimise(float(rec.predicted)),
         "std": None if rec.std is None else float(rec.std),
         "rung": rec.rung,
         "target": study.ladder.target.name,
@@ -96,8 +90,17 @@ def fit_study_laws(df: pd.DataFrame, study: Study) -> tuple[list[dict[str, Any]]
     return laws, skipped
 
 
-def build_export(study: Study, df: pd.DataFrame, rec: Recommendation | None, snapshot: str | None, with_laws: bool = True) -> dict[str, Any]:
-    """The export document for a study."""
+def build_export(study: Study, trials: Sequence[Trial], df: pd.DataFrame, rec: Recommendation | None, snapshot: str | None, with_laws: bool = True) -> dict[str, Any]:
+    """The export document for a study.
+
+    Args:
+        study: The study.
+        trials: The ledger's trials.
+        df: The same trials as the ledger's ``to_dataframe()``.
+        rec: The recommendation, if any.
+        snapshot: The data snapshot id.
+        with_laws: Fit laws on the done trials.
+    """
     laws: list[dict[str, Any]] = []
     skipped: list[str] = []
     if with_laws:
@@ -110,25 +113,9 @@ def build_export(study: Study, df: pd.DataFrame, rec: Recommendation | None, sna
         "study": study.to_dict(),
         "snapshot": snapshot,
         "counts": {k: int(v) for k, v in counts.items()},
-        "best_per_rung": best_per_rung(df, study),
+        "best_per_rung": best_per_rung(trials, study),
         "recommendation": recommendation_dict(rec, study),
         "laws": laws,
         "laws_skipped": skipped,
         "trials": _records(df),
     }
-
-
-def write_json(doc: dict[str, Any], path: str | Path) -> Path:
-    """Write JSON atomically: a temp file in the same folder, then rename (never half a file)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(doc, fh, indent=2, allow_nan=False)
-            fh.write("\n")
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p

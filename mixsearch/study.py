@@ -1,23 +1,20 @@
-"""The Study spec: what a study file declares, and its validation.
+"""The Study spec: what a study file declares, and what gives its results their meaning.
 
-A study file builds a :class:`Study` at import time and runs nothing else. The CLI
-imports the file, finds the single ``Study`` object in it and validates it; any
-problem surfaces as a :class:`StudyError` naming the offending field.
+A study file builds a :class:`Study` at import time and runs nothing else;
+:mod:`mixsearch.studyfile` imports the file and checks every field. Any problem surfaces
+as a :class:`StudyError` naming the offending field.
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
-import importlib.util
 import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class StudyError(ValueError):
@@ -157,29 +154,58 @@ class SearchSpace:
 
 @dataclass(frozen=True)
 class Objective:
-    """What is optimised: a weighted sum of per-domain losses.
+    """What is optimised: a weighted mean of per-domain losses, or one named metric.
 
     Attributes:
         domain_weights: Weight of each domain's validation loss; ``None`` means the
-            plain average over all domains.
-        direction: ``"minimize"`` (losses) or ``"maximize"`` (accuracies).
+            plain average over all domains the evaluator reports.
+        direction: ``"minimize"`` (losses) or ``"maximize"`` (accuracies, rewards).
+        metric: Name of a metric the evaluator reports (``"accuracy"``, ``"reward"``)
+            to optimise instead of the losses; ``None`` uses the losses.
+
+    Proposers and the Surrogate work in one orientation, smaller is better:
+    :meth:`to_minimise` and :meth:`from_minimise` are the only places that flip a sign.
     """
 
     domain_weights: Mapping[str, float] | None = None
     direction: str = "minimize"
+    metric: str | None = None
 
-    def value(self, domain_losses: Mapping[str, float]) -> float:
-        """Objective value from per-domain losses (NaN if any needed loss is missing)."""
+    def value(self, domain_losses: Mapping[str, float], metrics: Mapping[str, Any] | None = None) -> float:
+        """The objective from per-domain losses (and metrics); NaN if what it needs is missing."""
+        if self.metric is not None:
+            v = (metrics or {}).get(self.metric)
+            return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
         weights = self.domain_weights or {d: 1.0 for d in domain_losses}
         total = sum(weights.values())
+        if not weights or total <= 0:
+            return math.nan
         try:
             return float(sum(w * domain_losses[d] for d, w in weights.items()) / total)
         except KeyError:
             return math.nan
 
+    @property
+    def sign(self) -> float:
+        """``+1`` when minimising, ``-1`` when maximising: the factor to the 'smaller is better' orientation."""
+        return 1.0 if self.direction == "minimize" else -1.0
+
     def to_minimise(self, value: float) -> float:
         """The value in the 'smaller is better' orientation used by proposers."""
-        return value if self.direction == "minimize" else -value
+        return self.sign * value
+
+    def from_minimise(self, value: float) -> float:
+        """Back from the 'smaller is better' orientation to the study's own."""
+        return self.sign * value
+
+    @property
+    def label(self) -> str:
+        """What the objective is, in words (for reports and the CLI)."""
+        if self.metric is not None:
+            return f"{self.metric} ({'higher' if self.direction == 'maximize' else 'lower'} is better)"
+        if self.domain_weights:
+            return "weighted mean validation loss"
+        return "mean validation loss"
 
 
 @dataclass(frozen=True)
@@ -218,9 +244,12 @@ class EvaluatorSpec:
     """How a candidate becomes results.
 
     Attributes:
-        kind: ``"proxy"`` (train a small GPT) or ``"table"`` (replay a run table).
+        kind: A built-in world (``"proxy"`` trains small GPTs, ``"table"`` replays a run
+            table, ``"synthetic"`` observes a known law, ``"command"`` runs your own
+            training command) or an import path ``"package.module:Class"`` (see
+            :mod:`mixsearch.evaluate`).
         options: Keyword arguments for the evaluator (``device``, ``seq_len``,
-            ``batch_size``, ``path`` for tables …).
+            ``batch_size`` for proxies, ``path`` for tables, ``world`` for synthetic …).
     """
 
     kind: str = "proxy"
@@ -271,10 +300,69 @@ class Study:
         return json.loads(json.dumps(asdict(self), default=_jsonable))
 
     def config_hash(self) -> str:
-        """Hash of what determines a trial's result, excluding the budget and proposer."""
+        """Hash of what determines a trial's result, excluding the budget and proposer.
+
+        Part of every trial id (a stored interface): unchanged since mixsearch 0.1.0.
+        """
         d = self.to_dict()
         keep = {k: d[k] for k in ("domains", "ladder", "objective", "evaluator")}
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+    def definition(self, snapshot: str) -> dict[str, Any]:
+        """What gives the study's stored results their meaning (see :func:`study_definition`)."""
+        return study_definition(self.to_dict(), snapshot)
+
+
+def study_definition(study: Mapping[str, Any], snapshot: str | None) -> dict[str, Any]:
+    """What gives a study's stored results their meaning, from its JSON form.
+
+    The domains and their order, the search space, each rung's size and cost, the
+    objective, the kind of world and the id of its data snapshot (a corpus hash, a run
+    table's content hash). Two studies with the same definition may share a ledger; the
+    budget, the proposer, the seed and the target scale may change between runs.
+
+    Args:
+        study: ``Study.to_dict()`` (or the JSON a ledger recorded).
+        snapshot: The evaluator's snapshot id.
+    """
+    space = study.get("space") or {}
+    ladder = study.get("ladder") or {}
+    return {
+        "domains": [d["name"] for d in study.get("domains", [])],
+        "space": {k: dict(space.get(k) or {}) for k in ("lower", "upper", "fixed")},
+        "rungs": {r["name"]: [r.get("n_params"), r.get("tokens"), r.get("cost")] for r in ladder.get("rungs", [])},
+        "objective": dict(study.get("objective") or {}),
+        "evaluator": (study.get("evaluator") or {}).get("kind"),
+        "snapshot": snapshot,
+    }
+
+
+def definition_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """What differs between two study definitions, in words (empty when the new one may
+    continue the old one's ledger). Rungs may be added; a rung that keeps its name must
+    keep its size and cost."""
+    out: list[str] = []
+    od, nd = list(old.get("domains", [])), list(new.get("domains", []))
+    if od != nd:
+        added, removed = [d for d in nd if d not in od], [d for d in od if d not in nd]
+        if added or removed:
+            bits = ([f"added {', '.join(added)}"] if added else []) + ([f"removed {', '.join(removed)}"] if removed else [])
+            out.append(f"domains {'; '.join(bits)}")
+        else:
+            out.append(f"domains reordered ({', '.join(od)} -> {', '.join(nd)})")
+    if old.get("space") != new.get("space"):
+        out.append("the search space (bounds or fixed weights) changed")
+    for name, spec in (old.get("rungs") or {}).items():
+        now = (new.get("rungs") or {}).get(name)
+        if now is not None and list(now) != list(spec):
+            out.append(f"rung {name!r} changed (N, D, cost: {spec} -> {list(now)})")
+    if old.get("objective") != new.get("objective"):
+        out.append(f"the objective changed ({old.get('objective')} -> {new.get('objective')})")
+    if old.get("evaluator") != new.get("evaluator"):
+        out.append(f"the world changed ({old.get('evaluator')} -> {new.get('evaluator')})")
+    elif old.get("snapshot") is not None and old.get("snapshot") != new.get("snapshot"):
+        out.append(f"the data changed (snapshot {old.get('snapshot')} -> {new.get('snapshot')}: an edited run table, corpus or training setting)")
+    return out
 
 
 def _jsonable(obj: Any) -> Any:
@@ -283,200 +371,3 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset)):
         return sorted(obj)
     return str(obj)
-
-
-BUILTIN_PROPOSERS = (
-    "random",
-    "uniform",
-    "centre-random",
-    "mfbo",
-    "gp",
-    "regmix",
-    "optuna-tpe",
-    "optuna-gp",
-    "ax",
-)
-
-
-def validate(study: Any, source: str | None = None) -> Study:
-    """Check a study spec field by field.
-
-    Args:
-        study: The object a study file built.
-        source: The study file, named in errors.
-
-    Returns:
-        The study, unchanged.
-
-    Raises:
-        StudyError: naming the first bad field.
-    """
-
-    def fail(fld: str, msg: str) -> None:
-        raise StudyError(fld, msg, source)
-
-    if not isinstance(study, Study):
-        fail("study", f"expected a mixsearch.Study, got {type(study).__name__}")
-    if not isinstance(study.name, str) or not _NAME_RE.match(study.name):
-        fail("name", f"must be letters, digits, '_', '-' or '.', got {study.name!r}")
-    if len(study.domains) < 2:
-        fail("domains", f"need at least 2 domains, got {len(study.domains)}")
-    names: list[str] = []
-    for i, d in enumerate(study.domains):
-        if not isinstance(d, Domain):
-            fail(f"domains[{i}]", f"expected a Domain, got {type(d).__name__}")
-        if not isinstance(d.name, str) or not _NAME_RE.match(d.name):
-            fail(f"domains[{i}].name", f"invalid domain name {d.name!r}")
-        if d.name in names:
-            fail(f"domains[{i}].name", f"duplicate domain {d.name!r}")
-        names.append(d.name)
-        if study.evaluator.kind == "proxy":
-            _validate_source(d, i, fail)
-    _validate_space(study.space, names, fail)
-    _validate_ladder(study.ladder, study.evaluator.kind, fail)
-    _validate_objective(study.objective, names, fail)
-    _validate_budget(study.budget, fail)
-    _validate_proposer(study.proposer, fail)
-    if study.evaluator.kind not in ("proxy", "table"):
-        fail("evaluator.kind", f"must be 'proxy' or 'table', got {study.evaluator.kind!r}")
-    if study.evaluator.kind == "table":
-        path = study.evaluator.options.get("path")
-        if not path or not Path(path).is_file():
-            fail("evaluator.options.path", f"table file not found: {path!r}")
-    if not isinstance(study.seed, int) or isinstance(study.seed, bool) or study.seed < 0:
-        fail("seed", f"must be a non-negative integer, got {study.seed!r}")
-    if not isinstance(study.max_attempts, int) or study.max_attempts < 1:
-        fail("max_attempts", f"must be an integer >= 1, got {study.max_attempts!r}")
-    if study.storage is not None and "://" not in str(study.storage):
-        fail("storage", f"must be an SQLAlchemy URL such as sqlite:///x.db, got {study.storage!r}")
-    return study
-
-
-def _validate_source(d: Domain, i: int, fail: Any) -> None:
-    from mixsearch.proxy.sources import DEMO_DOMAINS  # local: keeps study import light
-
-    src = d.source
-    if src is None:
-        fail(f"domains[{i}].source", f"domain {d.name!r} has no source (a folder, glob or 'demo:<name>')")
-    if src.startswith("demo:"):
-        if src[5:] not in DEMO_DOMAINS:
-            fail(f"domains[{i}].source", f"unknown demo domain {src[5:]!r}; known: {', '.join(DEMO_DOMAINS)}")
-        return
-    p = Path(src).expanduser()
-    if p.is_dir() or p.is_file() or glob.glob(str(p), recursive=True):
-        return
-    fail(f"domains[{i}].source", f"no data found for domain {d.name!r} at {src!r}")
-
-
-def _validate_space(space: SearchSpace | None, names: list[str], fail: Any) -> None:
-    if not isinstance(space, SearchSpace):
-        fail("space", f"expected a SearchSpace, got {type(space).__name__}")
-    if list(space.domains) != names:
-        fail("space.domains", f"must list the study's domains in order {names}, got {list(space.domains)}")
-    for label, mapping in (("lower", space.lower), ("upper", space.upper), ("fixed", space.fixed)):
-        for k, v in mapping.items():
-            if k not in names:
-                fail(f"space.{label}.{k}", f"unknown domain {k!r}")
-            if not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0 or math.isnan(float(v)):
-                fail(f"space.{label}.{k}", f"must be a number in [0, 1], got {v!r}")
-    lo, hi = space.bounds()
-    for name, l, h in zip(names, lo, hi):
-        if l > h + 1e-12:
-            fail(f"space.lower.{name}", f"lower bound {l} exceeds upper bound {h}")
-    if sum(lo) > 1.0 + 1e-9:
-        fail("space.lower", f"lower bounds sum to {sum(lo):.4g} > 1: the simplex is empty")
-    if sum(hi) < 1.0 - 1e-9:
-        fail("space.upper", f"upper bounds sum to {sum(hi):.4g} < 1: the simplex is empty")
-
-
-def _validate_ladder(ladder: FidelityLadder, kind: str, fail: Any) -> None:
-    if not isinstance(ladder, FidelityLadder):
-        fail("ladder", f"expected a FidelityLadder, got {type(ladder).__name__}")
-    if not ladder.rungs:
-        fail("ladder.rungs", "need at least one rung")
-    seen: set[str] = set()
-    for i, r in enumerate((*ladder.rungs, ladder.target)):
-        where = f"ladder.rungs[{i}]" if i < len(ladder.rungs) else "ladder.target"
-        if not isinstance(r, Rung):
-            fail(where, f"expected a Rung, got {type(r).__name__}")
-        if r.name in seen and where != "ladder.target":
-            fail(f"{where}.name", f"duplicate rung {r.name!r}")
-        seen.add(r.name)
-        for attr in ("n_params", "tokens"):
-            v = getattr(r, attr)
-            if v is not None and (not isinstance(v, int) or v <= 0):
-                fail(f"{where}.{attr}", f"must be a positive integer, got {v!r}")
-        if r.cost is not None and (not isinstance(r.cost, (int, float)) or not r.cost > 0):
-            fail(f"{where}.cost", f"must be positive, got {r.cost!r}")
-        if kind == "proxy" and where != "ladder.target" and (r.n_params is None or r.tokens is None):
-            fail(where, "a proxy rung needs n_params and tokens")
-        if not math.isfinite(r.run_cost):
-            fail(where, "needs a cost, or n_params and tokens")
-
-
-def _validate_objective(obj: Objective, names: list[str], fail: Any) -> None:
-    if not isinstance(obj, Objective):
-        fail("objective", f"expected an Objective, got {type(obj).__name__}")
-    if obj.direction not in ("minimize", "maximize"):
-        fail("objective.direction", f"must be 'minimize' or 'maximize', got {obj.direction!r}")
-    if obj.domain_weights is not None:
-        if not obj.domain_weights:
-            fail("objective.domain_weights", "is empty")
-        for k, v in obj.domain_weights.items():
-            if k not in names:
-                fail(f"objective.domain_weights.{k}", f"unknown domain {k!r}")
-            if not isinstance(v, (int, float)) or v < 0 or math.isnan(v):
-                fail(f"objective.domain_weights.{k}", f"must be >= 0, got {v!r}")
-        if sum(obj.domain_weights.values()) <= 0:
-            fail("objective.domain_weights", "weights sum to 0")
-
-
-def _validate_budget(b: Budget, fail: Any) -> None:
-    if not isinstance(b, Budget):
-        fail("budget", f"expected a Budget, got {type(b).__name__}")
-    if b.max_trials is None and b.max_cost is None and b.max_seconds is None:
-        fail("budget", "set at least one of max_trials, max_cost, max_seconds")
-    if b.max_trials is not None and (not isinstance(b.max_trials, int) or b.max_trials <= 0):
-        fail("budget.max_trials", f"must be a positive integer, got {b.max_trials!r}")
-    for attr in ("max_cost", "max_seconds"):
-        v = getattr(b, attr)
-        if v is not None and (not isinstance(v, (int, float)) or not v > 0):
-            fail(f"budget.{attr}", f"must be positive, got {v!r}")
-
-
-def _validate_proposer(p: ProposerSpec, fail: Any) -> None:
-    if not isinstance(p, ProposerSpec):
-        fail("proposer", f"expected a ProposerSpec, got {type(p).__name__}")
-    if p.name not in BUILTIN_PROPOSERS and ":" not in p.name:
-        fail("proposer.name", f"unknown proposer {p.name!r}; known: {', '.join(BUILTIN_PROPOSERS)} or 'module:Class'")
-    if not isinstance(p.batch_size, int) or p.batch_size < 1:
-        fail("proposer.batch_size", f"must be an integer >= 1, got {p.batch_size!r}")
-
-
-def load_study(path: str | Path) -> Study:
-    """Import a study file and return its validated Study.
-
-    Args:
-        path: A Python file that defines exactly one ``Study`` at module level.
-
-    Raises:
-        StudyError: the file is missing, fails to import, defines no or several
-            studies, or the study is invalid.
-    """
-    p = Path(path)
-    src = str(path)
-    if not p.is_file():
-        raise StudyError("file", "study file not found", src)
-    spec = importlib.util.spec_from_file_location(f"mixsearch_study_{p.stem}", p)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001 - any import error is the file's fault
-        raise StudyError("file", f"failed to import: {type(exc).__name__}: {exc}", src) from exc
-    studies = [v for v in vars(module).values() if isinstance(v, Study)]
-    if not studies:
-        raise StudyError("study", "the file defines no mixsearch.Study object", src)
-    if len(studies) > 1:
-        raise StudyError("study", f"the file defines {len(studies)} Study objects; keep one", src)
-    return validate(studies[0], src)

@@ -10,16 +10,14 @@ back to pending and someone else runs them.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from mixsearch.ledger import PENDING, RUNNING, Ledger, Trial
-from mixsearch.orchestrator import Orchestrator, RunSummary
-from mixsearch.propose.base import Recommendation
+from mixsearch.orchestrator import TrialLoop
 
 
-class Worker(Orchestrator):
-    """The orchestrator loop without the ask: claim pending trials, run them, tell.
+class Worker(TrialLoop):
+    """The trial loop with a wait: claim pending trials, run them, tell; never propose.
 
     Args:
         study: The validated study.
@@ -33,13 +31,10 @@ class Worker(Orchestrator):
     """
 
     def __init__(self, study: Any, ledger: Ledger, evaluator: Any, executor: Any, wait: bool = False, idle_timeout: float | None = None, **kwargs: Any) -> None:
-        super().__init__(study, ledger, evaluator, executor, proposer=None, **kwargs)  # type: ignore[arg-type]
+        super().__init__(study, ledger, evaluator, executor, **kwargs)
         self.wait = wait
         self.idle_timeout = idle_timeout
         self._idle_since: float | None = None
-
-    def _ask(self, trials: list[Trial]) -> None:
-        """Proposing is the orchestrator's job."""
 
     def _idle_reason(self) -> str | None:
         counts = self.ledger.counts()
@@ -60,49 +55,3 @@ class Worker(Orchestrator):
         if claimed:
             self._idle_since = None
         super()._submit(claimed)
-
-    def recommend(self) -> Recommendation | None:
-        return None
-
-
-def run_worker(
-    study_path: str | Path,
-    storage: str | None = None,
-    root: str | Path = "runs",
-    executor: str = "local",
-    workers: int = 1,
-    pack: int = 1,
-    address: str | None = None,
-    wait: bool = False,
-    idle_timeout: float | None = None,
-    heartbeat_timeout: float = 120.0,
-    progress: Any = None,
-) -> RunSummary:
-    """Run a worker on the study in ``study_path`` (see :class:`Worker`).
-
-    Returns:
-        What the worker saw when it stopped (counts are the whole study's).
-    """
-    from mixsearch.api import ledger_url, make_executor
-    from mixsearch.evaluate import make_evaluator
-    from mixsearch.study import load_study
-
-    study = load_study(study_path)
-    evaluator = make_evaluator(study)
-    ex = make_executor(executor, workers=workers, pack=pack, address=address)
-    ledger = Ledger(ledger_url(study, storage, root))
-    try:
-        worker = Worker(
-            study,
-            ledger,
-            evaluator,
-            ex,
-            wait=wait,
-            idle_timeout=idle_timeout,
-            progress=progress,
-            heartbeat_timeout=heartbeat_timeout,
-            study_file=str(study_path),
-        )
-        return worker.run()
-    finally:
-        ledger.dispose()

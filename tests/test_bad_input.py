@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import json
 import sqlite3
-import textwrap
 from pathlib import Path
 from typing import Callable
 
@@ -168,7 +167,7 @@ CASES = [
     case("table-domains-differ-from-study", start_with(lambda f: table(f / "table.csv", lambda d: d.rename(columns={"w_c": "w_web"}))), "table.csv", "domains"),
     case("table-unknown-option", lambda f: ["study", "start", str(study_file(f, evaluator=f"EvaluatorSpec('table', {{'path': {str(f / 'table.csv')!r}, 'tagret': 'm'}})")), "--quiet"], "evaluator.options.tagret", "unknown option"),
     case("table-objective-reweighted", start(objective="Objective({'a': 2.0, 'b': 1.0})"), "objective.domain_weights", "objective column"),
-    case("table-rung-not-in-table", start(ladder="FidelityLadder((Rung('xl', cost=9.0),), target=Rung('m', cost=4.0))"), "table.csv", "'xl'"),
+    case("table-rung-not-in-table", start(ladder="FidelityLadder((Rung('xl', cost=2.0),), target=Rung('m', cost=4.0))"), "table.csv", "'xl'"),
     # -- the ledger and --storage
     case("ledger-from-newer-schema", start_with(newer_ledger), "ledger", "newer than this mixsearch"),
     case("ledger-of-another-study", start_with(other_studys_ledger, "--storage", "sqlite:///{f}/shared.sqlite"), "belongs to study 'someone-else'"),
@@ -176,6 +175,23 @@ CASES = [
     case("storage-unsupported-database", start_with(lambda f: None, "--storage", "mysql://u@h/db"), "unsupported database"),
     case("storage-unreachable-postgres", start_with(lambda f: None, "--storage", "postgresql+psycopg://u:secret@127.0.0.1:1/db"), "127.0.0.1:1", "cannot open"),
     case("storage-not-a-database-file", start_with(lambda f: _write(f / "notes.txt", "hello " * 500), "--storage", "sqlite:///{f}/notes.txt"), "notes.txt", "not a database"),
+    # -- input that is not what it claims, or of the wrong type (issue: never a traceback)
+    case("study-file-exits-on-import", lambda f: ["study", "start", str(_write(f / "s.py", "import sys\nsys.exit(0)\n"))], "s.py", "sys.exit(0)"),
+    case("domain-source-is-a-number", start(domains="(Domain('a', 3), Domain('b'), Domain('c'))", evaluator="EvaluatorSpec('proxy')", ladder=PROXY_LADDER), "study.py", "domains[0].source", "int 3"),
+    case("domain-folder-empty", lambda f: ((f / "empty").mkdir(), ["study", "start", str(study_file(f, domains="(Domain('a', 'empty'), Domain('b', 'demo:code'), Domain('c', 'demo:math'))", evaluator="EvaluatorSpec('proxy')", ladder=PROXY_LADDER)), "--quiet"])[1], "study.py", "domains[0].source", "no .txt, .jsonl or .parquet"),
+    case("bounds-given-as-a-list", start(space="SearchSpace(DOMAINS, lower=[0.1, 0.1, 0.1])"), "study.py", "space.lower", "mapping"),
+    case("objective-weights-as-a-list", start(objective="Objective([1.0, 2.0, 3.0])"), "study.py", "objective.domain_weights", "mapping"),
+    case("table-path-is-a-number", start(evaluator="EvaluatorSpec('table', {'path': 42})"), "study.py", "evaluator.options.path", "42"),
+    case("seed-too-large-for-the-ledger", lambda f: ["study", "start", str(_write(f / "s.py", study_file(f).read_text().replace("seed=0", "seed=2**40"))), "--quiet"], "s.py", "seed", str(2**31 - 1)),
+    case("target-smaller-than-a-rung", start(ladder="FidelityLadder((Rung('s', 10**6, 10**7, cost=1.0), Rung('m', cost=4.0)), target=Rung('big', 10**5, 10**8, cost=4.0))"), "ladder.target.n_params", "below rung 's'"),
+    case("target-reuses-a-rung-name-with-another-cost", start(ladder="FidelityLadder((Rung('s', cost=1.0), Rung('m', cost=4.0)), target=Rung('m', cost=9.0))"), "ladder.target.name", "another size or cost"),
+    case("option-the-proposer-ignores-in-pool-mode", start(proposer="ProposerSpec('random', options={'alpha': 0.5})"), "study.py", "proposer.options.alpha", "finite pool"),
+    case("negative-synthetic-noise", start(evaluator="EvaluatorSpec('synthetic', {'world': 'mixing-shift', 'noise': -0.1})", domains="tuple(Domain(d) for d in ('web', 'code', 'books', 'wiki', 'math', 'papers'))", ladder=PROXY_LADDER), "study.py", "evaluator.options.noise"),
+    case("binary-file-named-txt", lambda f: (_binary(f / "bin" / "weights.txt"), ["study", "start", str(study_file(f, domains="(Domain('a', 'bin'), Domain('b', 'demo:code'), Domain('c', 'demo:math'))", evaluator="EvaluatorSpec('proxy', {'cache_dir': 'cache'})", ladder=PROXY_LADDER)), "--quiet"])[1], "study.py", "domains[0].source", "weights.txt", "not a text file"),
+    case("table-with-a-repeated-column", start_with(lambda f: table(f / "table.csv", lambda d: d.rename(columns={"w_c": "w_b"}))), "table.csv", "'w_b' appears 2 times"),
+    case("storage-sqlite-with-no-path", start_with(lambda f: None, "--storage", "sqlite:///"), "storage", "names no database file"),
+    case("storage-sqlite-in-memory", start_with(lambda f: None, "--storage", "sqlite://"), "storage", "names no database file"),
+    case("storage-secret-in-the-query", start_with(lambda f: None, "--storage", "postgresql+psycopg://u@127.0.0.1:1/db?password=secret&sslmode=disable"), "127.0.0.1:1", "password=%2A%2A%2A"),
     # -- command options
     case("unknown-executor", start_with(lambda f: None, "--executor", "slurm"), "executor", "slurm"),
     case("zero-workers", start_with(lambda f: None, "--workers", "0"), "executor", "workers"),
@@ -198,6 +214,12 @@ CASES = [
 
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
+    return path
+
+
+def _binary(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)))
     return path
 
 
@@ -253,3 +275,167 @@ def test_a_good_table_study_still_runs(tmp_path, monkeypatch):
     assert led.counts()["done"] == 4
     assert json.loads(led.get_meta("study"))["name"] == "bad"
     led.dispose()
+
+
+# -- a study's results are never relabelled, mixed or lost --------------------------------
+
+PLUGIN = '''
+import numpy as np
+from mixsearch.candidate import TrialResult
+
+OPTIMUM = {"a": 0.5, "b": 0.3, "c": 0.2, "d": 0.0}
+
+
+class Bowl:
+    """Per-domain losses that depend on each domain's weight by name (so order matters)."""
+
+    def __init__(self, domains):
+        self.domains = list(domains)
+
+    @classmethod
+    def from_study(cls, study):
+        return cls(study.domain_names)
+
+    def evaluate(self, candidate, rung):
+        w = dict(zip(self.domains, candidate.weights))
+        return {"domain_losses": {d: 1.0 + (w[d] - OPTIMUM[d]) ** 2 + 0.1 * i for i, d in enumerate(sorted(w))}}
+'''
+
+
+def bowl_study(folder: Path, domains: str = "'a', 'b', 'c'", name: str = "bowl", objective: str = "Objective()") -> Path:
+    """A study on a tiny plugin world whose results depend on each domain's weight by name."""
+    (folder / "bowlworld.py").write_text(PLUGIN)
+    path = folder / "bowl.py"
+    path.write_text(
+        "from mixsearch import *\n"
+        f"DOMAINS = ({domains},)\n"
+        "study = Study(\n"
+        f"    name={name!r},\n"
+        "    domains=tuple(Domain(d) for d in DOMAINS),\n"
+        "    ladder=FidelityLadder((Rung('s', 1000, 1000),), target=Rung('t', 10**6, 10**6)),\n"
+        "    budget=Budget(max_trials=6),\n"
+        f"    objective={objective},\n"
+        "    proposer=ProposerSpec('random', batch_size=2),\n"
+        "    evaluator=EvaluatorSpec('bowlworld:Bowl'),\n"
+        ")\n"
+    )
+    return path
+
+
+def _rows(url: str) -> list[tuple]:
+    led = Ledger(url, create=False)
+    try:
+        return [(t.trial_id, t.state, t.objective, t.candidate.weights) for t in led.trials()]
+    finally:
+        led.dispose()
+
+
+@pytest.fixture
+def bowl(tmp_path, monkeypatch):
+    """A finished 6-trial study on the plugin world, in an empty working folder."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = bowl_study(tmp_path)
+    res = CliRunner().invoke(app, ["study", "start", str(path), "--quiet", "--no-export"])
+    assert res.exit_code == 0, res.stderr
+    return path, f"sqlite:///{tmp_path / 'runs' / 'bowl' / 'ledger.sqlite'}"
+
+
+def _refused(argv: list[str], *expected: str) -> str:
+    res = CliRunner().invoke(app, argv)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1, res.stderr + res.stdout
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]
+
+
+def test_reordered_domains_are_refused_and_nothing_is_relabelled(bowl, tmp_path):
+    path, url = bowl
+    before = _rows(url)
+    bowl_study(tmp_path, domains="'c', 'a', 'b'")
+    _refused(["study", "start", str(path), "--quiet"], "study 'bowl' changed", "domains reordered (a, b, c -> c, a, b)", "--fork")
+    _refused(["study", "export", "bowl"], "domains reordered")
+    assert _rows(url) == before
+    # status still reads the stored trials under the names they were stored with, and says so
+    res = CliRunner().invoke(app, ["study", "status", "bowl"])
+    assert res.exit_code == 0, res.stderr
+    assert "has changed since these trials ran" in res.stdout
+    header = next(ln for ln in res.stdout.splitlines() if ln.lstrip().startswith("#"))
+    assert header.split()[4:7] == ["a", "b", "c"]
+
+
+def test_an_added_domain_is_refused_and_status_keeps_working(bowl, tmp_path):
+    path, url = bowl
+    bowl_study(tmp_path, domains="'a', 'b', 'c', 'd'")
+    _refused(["study", "start", str(path), "--quiet"], "domains added d")
+    res = CliRunner().invoke(app, ["study", "status", "bowl"])
+    assert res.exit_code == 0 and "done 6" in res.stdout, res.stderr
+
+
+def test_an_edited_run_table_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = study_file(tmp_path)
+    assert CliRunner().invoke(app, ["study", "start", str(path), "--quiet", "--no-export"]).exit_code == 0
+    url = f"sqlite:///{tmp_path / 'runs' / 'bad' / 'ledger.sqlite'}"
+    before = _rows(url)
+    table(tmp_path / "table.csv", lambda d: d.assign(objective=d.objective + 0.5))
+    _refused(["study", "start", str(path), "--quiet"], "the data changed")
+    assert _rows(url) == before
+
+
+def test_a_changed_objective_is_refused(bowl, tmp_path):
+    path, _ = bowl
+    bowl_study(tmp_path, objective="Objective({'a': 2.0, 'b': 1.0})")
+    _refused(["study", "start", str(path), "--quiet"], "the objective changed")
+
+
+def test_fork_copies_compatible_trials_by_domain_name(bowl, tmp_path):
+    path, url = bowl
+    original = _rows(url)
+    old = {tid: dict(zip(("a", "b", "c"), w)) for tid, state, _, w in original}
+    bowl_study(tmp_path, domains="'c', 'a', 'd', 'b'", objective="Objective({'a': 1.0, 'b': 1.0})")
+    res = CliRunner().invoke(app, ["study", "start", str(path), "--quiet", "--no-export", "--fork", "bowl2"])
+    assert res.exit_code == 0, res.stderr
+    led = Ledger(f"sqlite:///{tmp_path / 'runs' / 'bowl2' / 'ledger.sqlite'}", create=False)
+    try:
+        trials = led.trials()
+        copied = [t for t in trials if "forked_from" in t.metrics]
+        assert len(copied) == 6 and len(trials) == 6  # the budget of 6 was met by the copies
+        for t in copied:
+            by_name = dict(zip(("c", "a", "d", "b"), t.candidate.weights))
+            source = old[t.metrics["forked_from"]]
+            assert by_name["d"] == 0.0
+            assert all(by_name[d] == pytest.approx(w, abs=1e-6) for d, w in source.items())
+            # the objective was recomputed under the new objective from the stored losses
+            assert t.objective == pytest.approx((t.domain_losses["a"] + t.domain_losses["b"]) / 2)
+        assert led.domains == ("c", "a", "d", "b")
+    finally:
+        led.dispose()
+    assert _rows(url) == original  # the original study is untouched
+    # The fork has a name of its own: status and resume follow it; the original is still refused.
+    assert CliRunner().invoke(app, ["study", "status", "bowl2"]).exit_code == 0
+    assert CliRunner().invoke(app, ["study", "resume", "bowl2", "--quiet", "--no-export"]).exit_code == 0
+    _refused(["study", "start", str(path), "--quiet"], "study 'bowl' changed")
+
+
+def test_a_fork_into_an_existing_study_is_refused(bowl, tmp_path):
+    path, _ = bowl
+    _refused(["study", "start", str(path), "--quiet", "--fork", "bowl"], "fork", "a name other than 'bowl'")
+
+
+def test_resume_of_a_renamed_study_fails_and_starts_nothing(bowl, tmp_path):
+    path, _ = bowl
+    bowl_study(tmp_path, name="renamed")
+    before = tree(tmp_path)
+    _refused(["study", "resume", "bowl", "--quiet"], "now defines study 'renamed', not 'bowl'")
+    _refused(["study", "status", "bowl"], "now defines study 'renamed'")
+    assert tree(tmp_path) == before and not (tmp_path / "runs" / "renamed").exists()
+
+
+def test_resume_of_a_study_never_started_from_its_file_fails(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = study_file(tmp_path)
+    before = tree(tmp_path)
+    _refused(["study", "resume", str(path), "--quiet"], "no such file")
+    assert tree(tmp_path) == before

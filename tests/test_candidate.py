@@ -34,3 +34,14 @@ def test_result_finite():
     assert ok.finite
     assert not TrialResult({"a": math.nan}, 1.0, 1.0, 0.1).finite
     assert not TrialResult({"a": 1.0}, math.inf, 1.0, 0.1).finite
+
+
+def test_trial_id_is_a_stored_interface_pinned_by_literal_values():
+    """Every ledger finds its trials by these ids: a change to the hash would silently
+    retrain every old study. The values were computed by mixsearch 0.1.0 (and are in
+    tests/fixtures/ledgers/v1.sqlite)."""
+    ctx = {"config": "legacy", "snapshot": "bowl-v1", "N": 1000000, "D": 1000}
+    assert trial_id(Candidate((0.5, 0.3, 0.2), "s", 7), ctx) == "59a3e35bf71482009dc8"
+    third = Candidate((1 / 3, 1 / 3, 1 / 3), "xs", 0)
+    assert third.weights == (0.333334, 0.333333, 0.333333)
+    assert trial_id(third, {"config": "abc", "snapshot": "table-0123", "N": None, "D": None}) == "8ed26675bdc65b7036ff"

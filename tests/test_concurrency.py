@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from ledgers import bound
 from mixsearch.candidate import Candidate
 from mixsearch.execute.local import LocalExecutor
 from mixsearch.ledger import DONE, PENDING, Ledger, drop_ledger
@@ -124,6 +125,7 @@ CLAIMER = textwrap.dedent(
 
 @pytest.mark.slow
 def test_eight_processes_add_claim_and_complete_200_trials_each(url, tmp_path):
+    bound(Ledger(url)).dispose()
     runs = start_together(CLAIMER, [[url, str(i), str(PER_PROC), str(N_PROCS)] for i in range(N_PROCS)], tmp_path / "go", timeout=240)
     finished = [tid for r in runs for tid in json.loads(r.stdout)["finished"]]
     ledger = Ledger(url, create=False)
@@ -223,6 +225,7 @@ def test_worker_runs_pending_trials_and_never_proposes(url):
         proposer=ProposerSpec("random", batch_size=2),
     )
     ledger = Ledger(url)
+    ledger.bind_study(s.name, s.to_dict(), None, s.definition("bowl"))
     config = s.config_hash()
     ids = ledger.add([Candidate((0.1 * i, 1 - 0.1 * i), "s") for i in range(1, 8)], {"s": {"config": config, "snapshot": "bowl", "N": 1000, "D": 1000}}, ask=0)
     ev = Bowl()

@@ -23,9 +23,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ledgers import bound
 from mixsearch.candidate import Candidate, TrialResult
+from mixsearch.jsonfile import write_json
 from mixsearch.ledger import DONE, FAILED, PENDING, RUNNING, Ledger, LedgerError
-from mixsearch.results import write_json
 
 OPT = np.array([0.5, 0.3, 0.2])
 
@@ -247,11 +248,12 @@ def test_diverged_runs_are_failed_with_a_reason_and_kept_out_of_the_model(tmp_pa
     assert len(trials) == 16 and failed, "some random mixtures have w_a > 0.5"
     assert all(t.candidate.weights[0] > 0.5 and "non-finite" in t.error and t.attempts == 1 for t in failed)
     assert all(t.state == DONE and np.isfinite(t.objective) for t in trials if t.candidate.weights[0] <= 0.5)
-    from mixsearch.ledger import history_arrays
+    from mixsearch.propose.base import History
+    from mixsearch.study import Objective
 
-    h = history_arrays(trials, 3)
-    assert len(h["objective"]) == 16 - len(failed) and np.isfinite(h["objective"]).all()
-    assert len(h["failed_weights"]) == len(failed)
+    h = History.from_trials(trials, 3, Objective())
+    assert len(h.objective) == 16 - len(failed) and np.isfinite(h.objective).all()
+    assert len(h.failed_weights) == len(failed)
     led.dispose()
 
 
@@ -284,7 +286,7 @@ def fill(folder: Path) -> Path:
 def test_full_disk_is_a_clear_error_and_the_ledger_stays_whole(tmp_path):
     with small_disk(tmp_path, 512) as disk:
         url = f"sqlite:///{disk / 'ledger.sqlite'}"
-        led = Ledger(url)
+        led = bound(Ledger(url))
         led.add([Candidate((0.5, 0.5), "s"), Candidate((0.2, 0.8), "s")], {"s": {}}, ask=0)
         (t,) = led.claim("w")
         filler = fill(disk)

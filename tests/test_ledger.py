@@ -3,22 +3,38 @@ tests/test_ledger_conformance.py runs the same contract against PostgreSQL too).
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
 
+from pathlib import Path
+
 import pytest
 
+from ledgers import bound
 from mixsearch.candidate import Candidate, TrialResult
-from mixsearch.ledger import DONE, FAILED, PENDING, RUNNING, SCHEMA_VERSION, Ledger, LedgerError, history_arrays
+from mixsearch.ledger import (
+    DONE,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SCHEMA_VERSION,
+    StudyChanged,
+    Ledger,
+    LedgerError,
+)
+from mixsearch.propose.base import History
+from mixsearch.study import Objective, study_definition
 
 CTX = {"s": {"snapshot": "x", "N": 1, "D": 2}, "m": {"snapshot": "x", "N": 3, "D": 2}}
 
 
 @pytest.fixture()
 def ledger(tmp_path):
-    led = Ledger(f"sqlite:///{tmp_path / 'runs' / 'l.sqlite'}")
+    led = bound(Ledger(f"sqlite:///{tmp_path / 'runs' / 'l.sqlite'}"))
     yield led
     led.dispose()
 
@@ -110,21 +126,23 @@ def test_dataframe_and_history(ledger):
     ledger.claim("w", trial_ids=ids[:2], limit=2)
     ledger.complete(ids[0], result(1.5), "w")
     ledger.fail(ids[1], "diverged", "w", retry=False, max_attempts=1)
-    df = ledger.to_dataframe(["a", "b"])
+    df = ledger.to_dataframe()
     assert list(df["state"]) == [DONE, FAILED, PENDING]
     assert {"w_a", "w_b", "loss_a", "loss_b", "objective", "cost", "n_params", "tokens"} <= set(df.columns)
-    h = history_arrays(ledger.trials(), 2)
-    assert h["weights"].shape == (1, 2) and h["rungs"] == ("s",) and h["objective"].tolist() == [1.5]
-    assert h["pending_weights"].shape == (1, 2) and h["pending_rungs"] == ("s",)
-    hmax = history_arrays(ledger.trials(), 2, direction="maximize")
-    assert hmax["objective"].tolist() == [-1.5]
+    h = History.from_trials(ledger.trials(), 2, Objective())
+    assert h.weights.shape == (1, 2) and h.rungs == ("s",) and h.objective.tolist() == [1.5]
+    assert h.pending_weights.shape == (1, 2) and h.pending_rungs == ("s",)
+    hmax = History.from_trials(ledger.trials(), 2, Objective(direction="maximize"))
+    assert hmax.objective.tolist() == [-1.5]
 
 
-def test_study_binding(ledger):
-    ledger.bind_study("one", {"domains": [{"name": "a"}, {"name": "b"}]}, None)
-    assert ledger.study_domains() == ["a", "b"]
+def test_study_binding(tmp_path):
+    ledger = Ledger(f"sqlite:///{tmp_path / 'b.sqlite'}")
+    ledger.bind_study("one", {"domains": [{"name": "a"}, {"name": "b"}]}, None, {"domains": ["a", "b"]})
+    assert ledger.domains == ("a", "b")
     with pytest.raises(LedgerError, match="belongs to study 'one'"):
         ledger.bind_study("two", {}, None)
+    ledger.dispose()
 
 
 def test_newer_schema_is_refused(tmp_path):
@@ -160,3 +178,49 @@ def test_not_a_ledger(tmp_path):
         conn.execute("CREATE TABLE x (a int)")
     with pytest.raises(LedgerError, match="not a mixsearch ledger"):
         Ledger(f"sqlite:///{path}", create=False)
+
+
+FIXTURE_V1 = Path(__file__).resolve().parent / "fixtures" / "ledgers" / "v1.sqlite"
+V1_IDS = ["59a3e35bf71482009dc8", "42cc894213adf9c9a5c0", "d99db27aba2b2107b344"]
+
+
+def test_a_schema_1_ledger_opens_and_reads_by_its_recorded_domains(tmp_path):
+    path = tmp_path / "v1.sqlite"
+    shutil.copy(FIXTURE_V1, path)
+    led = Ledger(f"sqlite:///{path}", create=False)
+    try:
+        trials = led.trials()
+        assert [t.trial_id for t in trials] == V1_IDS
+        assert [t.state for t in trials] == [DONE, FAILED, PENDING]
+        assert trials[0].candidate.weights == (0.5, 0.3, 0.2) and trials[0].objective == 2.0
+        assert list(led.to_dataframe()[["w_a", "w_b", "w_c"]].iloc[0]) == [0.5, 0.3, 0.2]
+    finally:
+        led.dispose()
+
+
+def test_a_schema_1_ledger_is_migrated_when_its_study_agrees(tmp_path):
+    path = tmp_path / "v1.sqlite"
+    shutil.copy(FIXTURE_V1, path)
+    led = Ledger(f"sqlite:///{path}")
+    legacy = json.loads(led.get_meta("study"))
+    definition = {**study_definition(legacy, "bowl-v1")}
+    led.bind_study("legacy", legacy, None, definition)
+    assert led.get_meta("schema_version") == str(SCHEMA_VERSION) and led.definition() == definition
+    assert [t.trial_id for t in led.trials()] == V1_IDS  # ids never change
+    led.dispose()
+    with sqlite3.connect(path) as conn:
+        stored = [json.loads(w) for (w,) in conn.execute("SELECT weights FROM trials ORDER BY number")]
+    assert stored[0] == {"a": 0.5, "b": 0.3, "c": 0.2}
+
+
+def test_a_schema_1_ledger_refuses_a_changed_study(tmp_path):
+    path = tmp_path / "v1.sqlite"
+    shutil.copy(FIXTURE_V1, path)
+    led = Ledger(f"sqlite:///{path}")
+    legacy = json.loads(led.get_meta("study"))
+    reordered = {**legacy, "domains": [legacy["domains"][1], legacy["domains"][0], legacy["domains"][2]]}
+    with pytest.raises(StudyChanged, match=r"domains reordered \(a, b, c -> b, a, c\)"):
+        led.bind_study("legacy", reordered, None, study_definition(reordered, "bowl-v1"))
+    led.dispose()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM mixsearch_meta WHERE key='schema_version'").fetchone()[0] == "1"

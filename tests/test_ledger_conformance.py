@@ -18,6 +18,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from ledgers import bound
 from mixsearch.candidate import Candidate, TrialResult
 from mixsearch.ledger import (
     DONE,
@@ -27,10 +28,12 @@ from mixsearch.ledger import (
     SCHEMA_VERSION,
     Ledger,
     LedgerError,
+    StudyChanged,
     drop_ledger,
-    history_arrays,
     worker_name,
 )
+from mixsearch.propose.base import History
+from mixsearch.study import Objective
 
 PG_URL = os.environ.get("MIXSEARCH_TEST_POSTGRES_URL")
 BACKENDS = [
@@ -62,7 +65,7 @@ def url(request, tmp_path):
 
 @pytest.fixture()
 def ledger(url):
-    led = Ledger(url)
+    led = bound(Ledger(url))
     yield led
     led.dispose()
 
@@ -188,16 +191,23 @@ def test_recover_out_of_attempts_fails_with_a_reason(ledger):
     assert t.state == FAILED and "lost 1 time" in t.error and t.cost == 0.0
 
 
-def test_meta_and_study_binding(ledger):
+def test_meta_and_study_binding(url):
+    ledger = Ledger(url)
     assert ledger.get_meta("nope") is None
     ledger.set_meta("k", "1")
     ledger.set_meta("k", "2")
     assert ledger.get_meta("k") == "2"
-    ledger.bind_study("one", {"domains": [{"name": "a"}, {"name": "b"}]}, None)
-    ledger.bind_study("one", {"domains": [{"name": "a"}, {"name": "b"}]}, None)
-    assert ledger.study_domains() == ["a", "b"]
+    definition = {"domains": ["a", "b"], "snapshot": "x"}
+    ledger.bind_study("one", {"domains": [{"name": "a"}, {"name": "b"}]}, None, definition)
+    ledger.bind_study("one", {"domains": [{"name": "a"}, {"name": "b"}]}, None, definition)
+    assert ledger.domains == ("a", "b") and ledger.definition() == definition
     with pytest.raises(LedgerError, match="belongs to study 'one'"):
         ledger.bind_study("two", {}, None)
+    with pytest.raises(StudyChanged, match=r"domains reordered \(a, b -> b, a\)"):
+        ledger.bind_study("one", {}, None, {"domains": ["b", "a"], "snapshot": "x"})
+    with pytest.raises(StudyChanged, match="the data changed"):
+        ledger.bind_study("one", {}, None, {"domains": ["a", "b"], "snapshot": "y"})
+    ledger.dispose()
 
 
 def test_newer_schema_is_refused_and_reopen_works(url):
@@ -225,17 +235,17 @@ def test_dataframe_and_history(ledger):
     ledger.claim("w", trial_ids=ids[:2], limit=2)
     ledger.complete(ids[0], result(1.5), "w")
     ledger.fail(ids[1], "diverged", "w", retry=False, max_attempts=1)
-    df = ledger.to_dataframe(["a", "b"])
+    df = ledger.to_dataframe()
     assert list(df["state"]) == [DONE, FAILED, PENDING]
     assert df.loc[0, "w_a"] == 0.5 and df.loc[0, "loss_b"] == 1.5
-    h = history_arrays(ledger.trials(), 2)
-    assert h["weights"].shape == (1, 2) and h["objective"].tolist() == [1.5]
-    assert h["pending_weights"].tolist() == [[0.9, 0.1]] and h["failed_weights"].tolist() == [[0.2, 0.8]]
+    h = History.from_trials(ledger.trials(), 2, Objective())
+    assert h.weights.shape == (1, 2) and h.objective.tolist() == [1.5]
+    assert h.pending_weights.tolist() == [[0.9, 0.1]] and h.failed_weights.tolist() == [[0.2, 0.8]]
 
 
 def test_concurrent_claimers_never_share_a_trial(url):
     """Four threads, each with its own Ledger (own connections), drain 80 trials."""
-    setup = Ledger(url)
+    setup = bound(Ledger(url))
     ids = setup.add(cands(80), CTX, 0)
     got: dict[str, list[str]] = {}
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from mixsearch.study import load_study
+from mixsearch.studyfile import load_study
 
 STUDIES = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.py"))
 

@@ -1,9 +1,10 @@
-"""The benchmark harness: run proposers side by side on an oracle and measure regret vs cost.
+"""The benchmark harness: proposers side by side in one world, through the real study loop.
 
-For each proposer and seed it replays what the orchestrator does, without a ledger: ask the
-proposer (a fresh :class:`~mixsearch.propose.base.ProposalContext` from the simulated history,
-seed derived from (seed, step)), evaluate the candidates that fit the remaining budget on the
-oracle, add them to the history, then ask the proposer for its recommendation and score it.
+For each proposer and seed it builds the study a user would write for the world (its
+domains, ladder, evaluator, the proposer, the seed, a cost budget in target-run units),
+and runs the product's :class:`~mixsearch.orchestrator.Orchestrator` on an in-memory
+ledger with an inline executor. After each round of results it asks the proposer for its
+recommendation and scores it with the world's :class:`~mixsearch.bench.truth.Truth`.
 
 Regret is the target objective of the recommendation minus the best target objective (in
 pool mode the recommendation is first mapped to the nearest pool mixture at the target);
@@ -18,54 +19,24 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from mixsearch.bench.oracles import BenchOracle, load_oracle
-from mixsearch.candidate import canonical_weights
-from mixsearch.orchestrator import ask_seed
-from mixsearch.propose.base import BUILTIN, History, ProposalContext, Proposer, make_proposer
-from mixsearch.study import ProposerSpec
+from mixsearch.bench.worlds import World, load_world
+from mixsearch.evaluate import make_evaluator
+from mixsearch.execute.inline import InlineExecutor
+from mixsearch.ledger import Ledger, Trial
+from mixsearch.orchestrator import Orchestrator, TrialLoop
+from mixsearch.propose.base import BUILTIN, make_proposer
+from mixsearch.study import Budget, Domain, ProposerSpec, Study
 
 CURVE_COLUMNS = ["proposer", "seed", "step", "cost", "regret"]
-# Asks repeated with a salted seed when a proposal only repeats known trials (as the orchestrator).
-MAX_EMPTY_ASKS = 4
 
 
-@dataclass
-class _Run:
-    """The simulated history of one proposer on one seed."""
-
-    dim: int
-    weights: list[tuple[float, ...]] = field(default_factory=list)
-    rungs: list[str] = field(default_factory=list)
-    objective: list[float] = field(default_factory=list)
-    costs: list[float] = field(default_factory=list)
-    failed_weights: list[tuple[float, ...]] = field(default_factory=list)
-    failed_rungs: list[str] = field(default_factory=list)
-
-    def history(self) -> History:
-        k = self.dim
-        return History(
-            weights=np.array(self.weights, dtype=float).reshape(-1, k),
-            rungs=tuple(self.rungs),
-            objective=np.array(self.objective, dtype=float),
-            pending_weights=np.zeros((0, k)),
-            pending_rungs=(),
-            costs=np.array(self.costs, dtype=float),
-            failed_weights=np.array(self.failed_weights, dtype=float).reshape(-1, k),
-            failed_rungs=tuple(self.failed_rungs),
-        )
-
-    def known(self) -> set[tuple[tuple[float, ...], str]]:
-        return set(zip(self.weights, self.rungs)) | set(zip(self.failed_weights, self.failed_rungs))
-
-
-def parse_proposer(text: str) -> ProposerSpec:
+def parse_proposer(text: str, batch_size: int = 1) -> ProposerSpec:
     """``name`` or ``name?key=value&key=value`` -> a proposer spec.
 
     Values are read as JSON when they parse (``n_samples=20000``, ``rung="1M"``), else kept
@@ -86,15 +57,21 @@ def parse_proposer(text: str) -> ProposerSpec:
             options[key] = json.loads(value)
         except json.JSONDecodeError:
             options[key] = value
-    return ProposerSpec(name=name, options=options)
+    return ProposerSpec(name=name, batch_size=batch_size, options=options)
 
 
-def _check_inputs(proposers: Sequence[str], seeds: int, budget: float, batch_size: int, thresholds: Sequence[float]) -> list[str]:
+def _check_inputs(proposers: Sequence[str], seeds: int, budget: float, batch_size: int, thresholds: Sequence[float], pool: bool) -> list[str]:
     names = [p.strip() for p in proposers if p.strip()]
     if not names:
         raise ValueError("--proposers: name at least one proposer")
     for p in names:
-        parse_proposer(p)
+        try:
+            proposer = make_proposer(parse_proposer(p))
+            check_mode = getattr(proposer, "check_mode", None)
+            if callable(check_mode):
+                check_mode(pool=pool)
+        except ValueError as exc:
+            raise ValueError(f"--proposers: {p}: {exc}") from None
     if len(set(names)) != len(names):
         raise ValueError(f"--proposers: a proposer is named twice in {','.join(names)}")
     if not isinstance(seeds, int) or seeds < 1:
@@ -108,95 +85,80 @@ def _check_inputs(proposers: Sequence[str], seeds: int, budget: float, batch_siz
     return names
 
 
-def _build(text: str) -> Proposer:
-    spec = parse_proposer(text)
-    try:
-        return make_proposer(spec)
-    except ValueError as exc:
-        raise ValueError(f"--proposers: {exc}") from exc
-
-
-def run_one(oracle: BenchOracle, proposer: Proposer, name: str, seed: int, budget: float, batch_size: int = 1, on_step: Any = None) -> list[dict[str, Any]]:
-    """Run one proposer with one seed until the budget is spent.
+def bench_study(world: World, proposer: str, seed: int, budget: float, batch_size: int = 1) -> Study:
+    """The study one bench run is: what a user would declare to search this world.
 
     Args:
-        oracle: The world to evaluate in.
-        proposer: The proposer (stateless; rebuilt from the context at every ask).
-        name: Its name in the curve rows.
-        seed: The run's seed (ask seeds and the oracle's noise derive from it).
+        world: The world.
+        proposer: Proposer name with options (``regmix?n_samples=20000``).
+        seed: The study seed.
         budget: Budget in target-run units.
-        batch_size: Candidates asked per step (q).
+        batch_size: Candidates per ask (q).
+
+    The cost budget is ``budget`` target runs. Failed trials cost nothing, so a trial cap
+    (enough for the whole budget at the cheapest rung, several times over) stops a proposer
+    that keeps proposing what the world refuses.
+    """
+    unit = world.truth.target_run_cost
+    cheapest = min(r.run_cost for r in world.ladder.rungs)
+    cap = int(math.ceil(budget * unit / cheapest)) * 2 + 8 * batch_size
+    return Study(
+        name="bench",
+        domains=tuple(Domain(d) for d in world.domains),
+        ladder=world.ladder,
+        budget=Budget(max_trials=cap, max_cost=budget * unit),
+        objective=world.objective,
+        proposer=parse_proposer(proposer, batch_size),
+        evaluator=world.evaluator,
+        seed=seed,
+    )
+
+
+def run_one(world: World, proposer: str, seed: int, budget: float, batch_size: int = 1, on_step: Any = None, trials: list[Trial] | None = None) -> list[dict[str, Any]]:
+    """Run one proposer with one seed through the study loop until the budget is spent.
+
+    Args:
+        world: The world to search.
+        proposer: Proposer name with options; also its name in the curve rows.
+        seed: The study seed (ask seeds and the world's noise stream derive from it).
+        budget: Budget in target-run units.
+        batch_size: Candidates asked per step (q); the inline executor runs them as one round.
         on_step: Called with the cumulative cost after each step (progress display).
+        trials: When given, filled with the ledger's trials at the end (tests compare them
+            with a study's).
 
     Returns:
         Curve rows ``{proposer, seed, step, cost, regret}``; step 0 is before any trial.
     """
-    space, ladder, pool = oracle.space, oracle.ladder, oracle.pool()
-    unit = oracle.target_run_cost()
-    best, span = oracle.best_target(), oracle.objective_range()
-    run = _Run(space.dim)
-    spent = 0.0
-    rows = [{"proposer": name, "seed": seed, "step": 0, "cost": 0.0, "regret": span}]
-    step, idle = 0, 0
-    while spent < budget * (1 - 1e-9) and idle < MAX_EMPTY_ASKS:
-        step += 1
-        added = _step(oracle, proposer, run, seed, step, budget - spent, batch_size, unit)
-        if added is None:
-            break  # nothing new fits the budget, or the proposer has nothing left
-        # Steps whose every candidate failed cost nothing; a proposer stuck on them stops.
-        idle = idle + 1 if added == 0 else 0
-        spent += added
-        ctx = ProposalContext(space, ladder, run.history(), ask_seed(seed, step * 1000 + 999), pool, seed)
-        rec = proposer.recommend(ctx)
-        regret = span if rec is None else oracle.target_value(rec.weights) - best
-        rows.append({"proposer": name, "seed": seed, "step": step, "cost": spent, "regret": max(float(regret), 0.0)})
+    study = bench_study(world, proposer, seed, budget, batch_size)
+    unit, truth = world.truth.target_run_cost, world.truth
+    rows = [{"proposer": proposer, "seed": seed, "step": 0, "cost": 0.0, "regret": truth.span}]
+
+    def score(loop: TrialLoop) -> None:
+        spent, _ = loop.spent(loop.ledger.trials())
+        rec = loop.recommend()
+        regret = truth.regret(None if rec is None else rec.weights)
+        rows.append({"proposer": proposer, "seed": seed, "step": len(rows), "cost": spent / unit, "regret": float(regret)})
         if on_step is not None:
-            on_step(spent)
+            on_step(spent / unit)
+
+    ledger = Ledger.in_memory()
+    try:
+        loop = Orchestrator(
+            study,
+            ledger,
+            make_evaluator(study),
+            InlineExecutor(capacity=batch_size),
+            make_proposer(study.proposer),
+            heartbeat_interval=0.0,
+            after_tell=score,
+        )
+        loop.run()
+        if trials is not None:
+            trials.extend(ledger.trials())
+    finally:
+        ledger.dispose()
     return rows
-
-
-def _step(oracle: BenchOracle, proposer: Proposer, run: _Run, seed: int, step: int, room: float, q: int, unit: float) -> float | None:
-    """One ask/evaluate round; the cost it spent (target-run units), or None when nothing ran.
-
-    Mirrors the orchestrator: candidates that do not fit the remaining budget are dropped
-    and, if none fits, the run ends; an ask that only repeats known trials is asked again
-    with a salted seed a few times before the run ends.
-    """
-    space, ladder, pool = oracle.space, oracle.ladder, oracle.pool()
-    known = run.known()
-    for salt in range(MAX_EMPTY_ASKS):
-        ctx = ProposalContext(space, ladder, run.history(), ask_seed(seed, step if salt == 0 else step * 1000 + salt), pool, seed)
-        fitting, cost = [], 0.0
-        for c in proposer.propose(ctx, q)[:q]:
-            c_cost = ladder.rung(c.rung).run_cost / unit
-            if cost + c_cost <= room * (1 + 1e-9):
-                fitting.append((canonical_weights(c.weights), c.rung))
-                cost += c_cost
-        if not fitting:
-            return None
-        new = list(dict.fromkeys(k for k in fitting if k not in known))
-        if new:
-            return _evaluate(oracle, run, new, seed, unit)
-    return None
-
-
-def _evaluate(oracle: BenchOracle, run: _Run, keys: list[tuple[tuple[float, ...], str]], seed: int, unit: float) -> float:
-    """Run new (weights, rung) pairs on the oracle; the cost spent in target-run units."""
-    spent = 0.0
-    for w, rung in keys:
-        try:
-            y, c_cost = oracle.observe(w, rung, seed)
-        except KeyError:
-            # Not offered by the oracle: recorded as failed at no cost, as the ledger would.
-            run.failed_weights.append(w)
-            run.failed_rungs.append(rung)
-            continue
-        run.weights.append(w)
-        run.rungs.append(rung)
-        run.objective.append(y)
-        run.costs.append(c_cost)
-        spent += c_cost / unit
-    return spent
 
 
 def cost_to_reach(curve: pd.DataFrame, level: float) -> float:
@@ -254,31 +216,36 @@ def run_bench(
     batch_size: int = 1,
     thresholds: Sequence[float] = (0.05, 0.01),
     progress: bool = True,
+    force: bool = False,
 ) -> pd.DataFrame:
-    """Run every proposer with every seed on an oracle; write curves, summary and plot.
+    """Run every proposer with every seed in a world; write curves, summary and plot.
 
     Args:
-        oracle: ``table:PATH.csv`` or ``synthetic:NAME`` (see :func:`~mixsearch.bench.oracles.load_oracle`).
+        oracle: ``table:PATH.csv`` or ``synthetic:NAME`` (see :func:`~mixsearch.bench.worlds.load_world`).
         proposers: Proposer names (built-in or ``module:Class``), each optionally with
             constructor options: ``regmix?n_samples=20000`` (see :func:`parse_proposer`).
         seeds: Number of seeds, ``0 .. seeds-1``.
-        budget: Budget per run in target-run units (total cost / mean target-run cost).
-        out: Output folder (created).
+        budget: Budget per run in target-run units (total cost / target-run cost).
+        out: Output folder (created; refused when it holds files, unless ``force``).
         target: Target fidelity label; default the costliest.
         batch_size: Candidates per ask (q).
         thresholds: Regret thresholds as fractions of the objective's range.
         progress: Show a Rich progress bar.
+        force: Overwrite the outputs of an earlier bench in ``out``.
 
     Returns:
         The summary table (also written to ``out/summary.csv``).
 
     Raises:
-        ValueError: one line naming the bad input (oracle spec, file, proposer, number).
+        ValueError: one line naming the bad input (oracle spec, file, proposer, number, folder).
     """
-    names = _check_inputs(proposers, seeds, budget, batch_size, thresholds)
-    world = load_oracle(oracle, target)
-    built = {p: _build(p) for p in names}
+    world = load_world(oracle, target)
+    names = _check_inputs(proposers, seeds, budget, batch_size, thresholds, world.pool)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out: {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ValueError(f"--out: {out} already holds files (an earlier bench?); choose another folder or pass --force to overwrite")
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     seconds: dict[str, list[float]] = {p: [] for p in names}
@@ -288,11 +255,11 @@ def run_bench(
                 done_before = bar.completed
                 bar.describe(f"{p} seed {s}")
                 t0 = time.perf_counter()
-                rows += run_one(world, built[p], p, s, budget, batch_size, on_step=lambda c: bar.set(done_before + c))
+                rows += run_one(world, p, s, budget, batch_size, on_step=lambda c: bar.set(done_before + c))
                 seconds[p].append(time.perf_counter() - t0)
                 bar.set(done_before + budget)
     curves = pd.DataFrame(rows, columns=CURVE_COLUMNS)
-    span = world.objective_range()
+    span = world.truth.span
     summary = summarise(curves, span, thresholds, names, seconds)
     curves.to_csv(out / "curves.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
@@ -300,21 +267,20 @@ def run_bench(
         "oracle": oracle,
         "target": world.ladder.target.name,
         "rungs": {r.name: r.run_cost for r in world.ladder.rungs},
-        "pool": world.pool() is not None,
-        "best_target": world.best_target(),
+        "pool": world.pool,
+        "best_target": world.truth.best,
         "objective_range": span,
         "budget": budget,
         "seeds": seeds,
         "batch_size": batch_size,
         "thresholds": list(thresholds),
         "proposers": names,
+        "loop": "mixsearch.orchestrator.Orchestrator, in-memory ledger, inline executor",
     }
     (out / "bench.json").write_text(json.dumps(meta, indent=2))
     from mixsearch.report.bench import plot_regret
 
-    kind, _, where = oracle.partition(":")
-    shown = f"{kind}:{Path(where).name}" if kind == "table" else oracle  # a full path would not fit the title
-    plot_regret(curves, out / "regret.png", span, thresholds, budget, title=f"{shown} (target {world.ladder.target.name}, {seeds} seeds)")
+    plot_regret(curves, out / "regret.png", span, thresholds, budget, title=f"{world.title} (target {world.ladder.target.name}, {seeds} seeds)")
     return summary
 
 

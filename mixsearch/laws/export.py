@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from mixsearch.jsonfile import write_json
 from mixsearch.laws.law import Law
 
 SCHEMA_ID = "mixsearch.law/v1"
@@ -210,27 +209,8 @@ def laws_document(laws: Law | Iterable[Law]) -> dict[str, Any]:
 
 
 def save(laws: Law | Iterable[Law], path: str | Path) -> Path:
-    """Write laws to ``path`` atomically (a temporary file, then a rename)."""
-    doc = laws_document(laws)
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=1, allow_nan=False)
-            fh.write("\n")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a law file is meant to be shared
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """Write laws to ``path`` atomically (a temporary file, then a rename), readable by others."""
+    return write_json(laws_document(laws), path, indent=1)
 
 
 def _read(path: str | Path) -> Any:

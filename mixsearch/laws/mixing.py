@@ -225,7 +225,7 @@ class MixingLaw(Law):
         Raises:
             ValueError: unknown domains or an empty feasible set.
         """
-        from mixsearch.propose import simplex
+        from mixsearch import simplex
         from mixsearch.study import SearchSpace
 
         comps = self.components

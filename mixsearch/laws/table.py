@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mixsearch.csvfile import read_csv
 from mixsearch.laws.fit import FitError, FitOptions
 from mixsearch.laws.law import Law
 
@@ -54,17 +55,7 @@ def _law_set(laws: list[Law], skipped: tuple[str, ...] = ()) -> LawSet:
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV of runs; one-line ValueError naming the file when it cannot be read."""
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"{p}: no such table")
-    try:
-        df = pd.read_csv(p)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{p}: not a readable CSV table ({str(exc).splitlines()[0]})") from None
-    if df.empty:
-        raise ValueError(f"{p}: the table has no rows")
-    df.columns = [str(c).strip() for c in df.columns]
-    return df
+    return read_csv(path)
 
 
 def numeric_column(df: pd.DataFrame, column: str, path: str | Path, positive: bool = False, non_negative: bool = False) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Inputs are ``[w_1 .. w_K, s_1 .. s_S]`` (mixture, then fidelity features; S may be
 0). Mixtures satisfy ``sum(w) = 1`` and ``lo <= w <= hi`` throughout: starts are
-polytope draws from :mod:`mixsearch.propose.simplex` (never rejection samples),
+polytope draws from :mod:`mixsearch.simplex` (never rejection samples),
 SLSQP keeps the equality constraint, and results are projected back exactly.
 """
 
@@ -19,8 +19,9 @@ from botorch.optim import optimize_acqf, optimize_acqf_discrete
 from botorch.utils.transforms import t_batch_mode_transform
 from torch import Tensor
 
-from mixsearch.propose import simplex
-from mixsearch.propose.surrogate import DTYPE, FidelityEncoder, as_inputs, predict
+from mixsearch import simplex
+from mixsearch.propose.fidelity import DTYPE, FidelityEncoder, as_inputs
+from mixsearch.propose.posterior import predict
 from mixsearch.study import SearchSpace
 
 

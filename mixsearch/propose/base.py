@@ -13,8 +13,9 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from mixsearch.candidate import Candidate
-from mixsearch.study import FidelityLadder, ProposerSpec, SearchSpace
+from mixsearch.candidate import Candidate, Pool
+from mixsearch.ledger import DONE, FAILED, PENDING, RUNNING, Trial, finite
+from mixsearch.study import FidelityLadder, Objective, ProposerSpec, SearchSpace
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,37 @@ class History:
         """A history with no trials over ``dim`` domains."""
         return History(np.zeros((0, dim)), (), np.zeros(0), np.zeros((0, dim)), ())
 
+    @staticmethod
+    def from_trials(trials: Sequence[Trial], dim: int, objective: Objective) -> "History":
+        """The proposer's view of ledger trials.
+
+        Done trials with a finite objective are observations (oriented smaller-is-better
+        by :meth:`Objective.to_minimise`); pending and running trials are pending points;
+        failed trials, and done ones without a finite objective, are remembered as failed.
+
+        Args:
+            trials: The ledger's trials.
+            dim: K, the number of domains.
+            objective: The study's objective (its direction).
+        """
+        done = [t for t in trials if t.state == DONE and finite(t.objective)]
+        pend = [t for t in trials if t.state in (PENDING, RUNNING)]
+        failed = [t for t in trials if t.state == FAILED or (t.state == DONE and not finite(t.objective))]
+
+        def mixtures(ts: list[Trial]) -> np.ndarray:
+            return np.array([t.candidate.weights for t in ts], dtype=float).reshape(-1, dim)
+
+        return History(
+            weights=mixtures(done),
+            rungs=tuple(t.candidate.rung for t in done),
+            objective=np.array([objective.to_minimise(float(t.objective)) for t in done], dtype=float),  # type: ignore[arg-type]
+            pending_weights=mixtures(pend),
+            pending_rungs=tuple(t.candidate.rung for t in pend),
+            costs=np.array([float(t.cost or 0.0) for t in done], dtype=float),
+            failed_weights=mixtures(failed),
+            failed_rungs=tuple(t.candidate.rung for t in failed),
+        )
+
     @property
     def n(self) -> int:
         return int(self.weights.shape[0])
@@ -55,19 +87,6 @@ class History:
         """Mixtures ``[n_r, K]`` and objectives ``[n_r]`` observed at one rung."""
         mask = np.array([r == rung for r in self.rungs], dtype=bool)
         return self.weights[mask], self.objective[mask]
-
-
-@dataclass(frozen=True)
-class Pool:
-    """A finite set of (mixture, rung) pairs a proposer must choose from (table oracles).
-
-    Attributes:
-        weights: ``[P, K]`` mixtures.
-        rungs: ``[P]`` rung names.
-    """
-
-    weights: np.ndarray
-    rungs: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -164,7 +183,7 @@ BUILTIN = {
     "uniform": "mixsearch.propose.baselines:UniformStratified",
     "centre-random": "mixsearch.propose.baselines:CentreThenRandom",
     "mfbo": "mixsearch.propose.mfbo:MultiFidelityBO",
-    "gp": "mixsearch.propose.mfbo:SingleFidelityGP",
+    "gp": "mixsearch.propose.mfbo:SingleFidelityBO",
     "regmix": "mixsearch.propose.regmix:RegMix",
     "optuna-tpe": "mixsearch.propose.external:OptunaTPE",
     "optuna-gp": "mixsearch.propose.external:OptunaGP",
@@ -193,6 +212,28 @@ def make_proposer(spec: ProposerSpec | str, **overrides: Any) -> Proposer:
     except ValueError as exc:
         text = str(exc)
         raise ValueError(text if text.startswith("proposer") else f"proposer.options.{text}") from exc
+
+
+def refuse_unused_options(proposer: Any, names: Sequence[str], pool: bool) -> None:
+    """Raise a ValueError naming the first of ``names`` set to other than its default when
+    the world is a finite pool, where that option does nothing.
+
+    A setting that silently does nothing is a setting a user believes in: an option is
+    either used or refused.
+
+    Args:
+        proposer: A dataclass proposer.
+        names: Its options that only act on a continuous world (sampling, optimising).
+        pool: Whether candidates must come from a finite pool.
+    """
+    if not pool:
+        return
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(proposer)}
+    for name in names:
+        if getattr(proposer, name) != defaults[name]:
+            raise ValueError(f"{name}: does nothing when the world offers a finite pool of mixtures (a table): candidates are picked from the pool; remove the option")
 
 
 def as_candidates(weights: Sequence[Sequence[float]], rungs: Sequence[str], seed: int) -> list[Candidate]:

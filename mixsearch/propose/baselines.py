@@ -1,5 +1,5 @@
 """Model-free proposers (random Dirichlet, stratified uniform, centre-then-random) and the
-pool helpers every single-fidelity peer shares.
+rung a single-fidelity peer runs at.
 
 Each proposer is stateless: what it proposes depends only on the context (seed, history,
 pool). In pool mode (table oracles) a proposer only picks pool entries that are not yet
@@ -12,9 +12,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mixsearch.candidate import Candidate, canonical_weights
-from mixsearch.propose import simplex
-from mixsearch.propose.base import ProposalContext, Recommendation, as_candidates, best_observed
+from mixsearch import simplex
+from mixsearch.candidate import Candidate
+from mixsearch.propose.base import (
+    ProposalContext,
+    Recommendation,
+    as_candidates,
+    best_observed,
+    refuse_unused_options,
+)
+from mixsearch.propose.pool import free_indices, nearest_free, random_free
 
 
 def target_rung(ctx: ProposalContext, rung: str | None = None) -> str:
@@ -35,54 +42,6 @@ def target_rung(ctx: ProposalContext, rung: str | None = None) -> str:
     return max(ctx.ladder.rungs, key=lambda r: r.run_cost).name
 
 
-def _key(w: np.ndarray, rung: str) -> tuple[tuple[float, ...], str]:
-    # Canonical weights, as trial ids use: a pool row and the trial made from it compare equal.
-    return canonical_weights(w), rung
-
-
-def taken(ctx: ProposalContext) -> set[tuple[tuple[float, ...], str]]:
-    """Keys ``(rounded weights, rung)`` of every observed, pending or failed trial."""
-    h = ctx.history
-    keys = {_key(w, r) for w, r in zip(h.weights, h.rungs)}
-    keys |= {_key(w, r) for w, r in zip(h.pending_weights, h.pending_rungs)}
-    if h.failed_weights is not None:
-        keys |= {_key(w, r) for w, r in zip(h.failed_weights, h.failed_rungs)}
-    return keys
-
-
-def free_pool_indices(ctx: ProposalContext, rung: str | None) -> np.ndarray:
-    """Indices of pool entries at ``rung`` (any rung when None) not yet taken."""
-    assert ctx.pool is not None
-    used = taken(ctx)
-    idx = [i for i, (w, r) in enumerate(zip(ctx.pool.weights, ctx.pool.rungs)) if (rung is None or r == rung) and _key(w, r) not in used]
-    return np.asarray(idx, dtype=int)
-
-
-def nearest_free_pool(ctx: ProposalContext, weights: np.ndarray, rung: str) -> list[Candidate]:
-    """Map continuous proposals ``[q, K]`` to the nearest free pool entries at ``rung``.
-
-    Each proposal takes the nearest (Euclidean) entry not already taken by the history or
-    by an earlier proposal of the same batch; fewer come back if the pool runs out.
-    """
-    assert ctx.pool is not None
-    free = list(free_pool_indices(ctx, rung))
-    chosen: list[int] = []
-    for w in np.atleast_2d(weights):
-        if not free:
-            break
-        d = np.linalg.norm(ctx.pool.weights[free] - w[None, :], axis=1)
-        chosen.append(free.pop(int(np.argmin(d))))
-    return as_candidates(ctx.pool.weights[chosen], [ctx.pool.rungs[i] for i in chosen], ctx.trial_seed)
-
-
-def random_pool(ctx: ProposalContext, q: int, rung: str | None, rng: np.random.Generator) -> list[Candidate]:
-    """``q`` random free pool entries at ``rung`` (any rung when None)."""
-    assert ctx.pool is not None
-    idx = free_pool_indices(ctx, rung)
-    chosen = rng.permutation(idx)[:q] if idx.size else np.zeros(0, dtype=int)
-    return as_candidates(ctx.pool.weights[chosen], [ctx.pool.rungs[i] for i in chosen], ctx.trial_seed)
-
-
 @dataclass
 class RandomDirichlet:
     """Mixtures drawn from a (bounded) Dirichlet at one rung.
@@ -95,11 +54,14 @@ class RandomDirichlet:
     alpha: float = 1.0
     rung: str | None = None
 
+    def check_mode(self, pool: bool) -> None:
+        """Refuse options that do nothing when candidates come from a pool (alpha)."""
+        refuse_unused_options(self, ('alpha',), pool)
     def propose(self, ctx: ProposalContext, q: int) -> list[Candidate]:
         rng = ctx.rng()
         rung = target_rung(ctx, self.rung)
         if ctx.pool is not None:
-            return random_pool(ctx, q, rung, rng)
+            return random_free(ctx, q, rung, rng)
         w = simplex.sample(q, ctx.space, rng, self.alpha)
         return as_candidates(w, [rung] * q, ctx.trial_seed)
 
@@ -125,11 +87,14 @@ class UniformStratified:
     rung: str | None = None
     n_raw: int = 2048
 
+    def check_mode(self, pool: bool) -> None:
+        """Refuse options that do nothing when candidates come from a pool (n_raw)."""
+        refuse_unused_options(self, ('n_raw',), pool)
     def propose(self, ctx: ProposalContext, q: int) -> list[Candidate]:
         rng = ctx.rng()
         rung = target_rung(ctx, self.rung)
         if ctx.pool is not None:
-            raw = ctx.pool.weights[free_pool_indices(ctx, rung)]
+            raw = ctx.pool.weights[free_indices(ctx, rung)]
         else:
             raw = simplex.sample(self.n_raw, ctx.space, rng)
         if len(raw) == 0:
@@ -172,6 +137,9 @@ class CentreThenRandom:
 
     alpha: float = 1.0
 
+    def check_mode(self, pool: bool) -> None:
+        """Refuse options that do nothing when candidates come from a pool (alpha)."""
+        refuse_unused_options(self, ('alpha',), pool)
     def propose(self, ctx: ProposalContext, q: int) -> list[Candidate]:
         rng = ctx.rng()
         names = [r.name for r in ctx.ladder.rungs]
@@ -192,7 +160,7 @@ class CentreThenRandom:
             seen = set(all_rungs)
             for r in names:
                 if len(out) < q and r not in seen:
-                    out += nearest_free_pool(ctx, centre[None, :], r)
+                    out += nearest_free(ctx, centre[None, :], r)
         # Random trials take the rungs in turn; an exhausted pool rung passes to the next.
         slot = len(all_rungs) + len(out)
         for _ in range(4 * q * len(names)):
@@ -205,7 +173,7 @@ class CentreThenRandom:
             else:
                 # Offer the pool minus what this batch already picked.
                 picked = {(c.weights, c.rung) for c in out}
-                cands = [c for c in random_pool(ctx, q, r, rng) if (c.weights, c.rung) not in picked]
+                cands = [c for c in random_free(ctx, q, r, rng) if (c.weights, c.rung) not in picked]
                 out += cands[:1]
         return out
 

@@ -29,9 +29,10 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from mixsearch.candidate import Candidate, canonical_weights
-from mixsearch.propose import simplex
+from mixsearch import simplex
 from mixsearch.propose.base import ProposalContext, Recommendation, as_candidates, best_observed
-from mixsearch.propose.baselines import nearest_free_pool, target_rung
+from mixsearch.propose.baselines import target_rung
+from mixsearch.propose.pool import nearest_free
 
 
 # ---------------------------------------------------------------------------------------
@@ -122,7 +123,7 @@ def _finish(ctx: ProposalContext, weights: list[np.ndarray], rung: str) -> list[
         return []
     w = np.stack([simplex.project(x, ctx.space) for x in weights])
     if ctx.pool is not None:
-        return nearest_free_pool(ctx, w, rung)
+        return nearest_free(ctx, w, rung)
     return as_candidates(w, [rung] * len(w), ctx.trial_seed)
 
 
@@ -247,7 +248,7 @@ class AxClient:
     """Ax's ``Client`` (BoTorch modular GP + qLogNEI) over K-1 weights, single fidelity.
 
     The first ``n_init`` trials at the rung are the centre of the simplex, then uniform
-    random mixtures from :mod:`mixsearch.propose.simplex`: Ax's own Sobol initialisation
+    random mixtures from :mod:`mixsearch.simplex`: Ax's own Sobol initialisation
     under a 16-dimensional ``sum <= 1`` constraint falls back to rejection sampling and takes
     ~10 s per call. After that every ask is Ax's model-based step (``method="fast"``).
 

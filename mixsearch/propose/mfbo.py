@@ -7,7 +7,7 @@ per unit of cost (MF-GIBBON by default, in the manner of ADMIRE-BayesOpt). Cheap
 rungs are chosen while they are informative about the target; the target (when it
 is runnable) once only it can settle the question.
 
-:class:`SingleFidelityGP` is the classic peer: a GP at one rung with qLogNEI.
+:class:`SingleFidelityBO` is the classic peer: a GP at one rung with qLogNEI.
 
 Both are stateless: each call refits from the context and draws all randomness
 from ``ctx.seed``, so the same context gives the same proposals.
@@ -32,15 +32,24 @@ from botorch.sampling import SobolQMCNormalSampler
 from botorch.utils.sampling import manual_seed
 from torch import Tensor
 
-from mixsearch.candidate import Candidate, canonical_weights
-from mixsearch.propose import simplex
-from mixsearch.propose.acqopt import best_posterior_mean, greedy_batch, pool_batch, raw_mixtures
-from mixsearch.propose.base import ProposalContext, Recommendation, as_candidates
+from mixsearch import simplex
+from mixsearch.candidate import Candidate
+from mixsearch.propose.acqopt import (
+    best_posterior_mean,
+    greedy_batch,
+    pool_batch,
+    raw_mixtures,
+)
+from mixsearch.propose.base import (
+    ProposalContext,
+    Recommendation,
+    as_candidates,
+    refuse_unused_options,
+)
+from mixsearch.propose.fidelity import DTYPE, FidelityEncoder, as_inputs
+from mixsearch.propose.pool import free_entries
+from mixsearch.propose.posterior import CachedPosteriorGP
 from mixsearch.propose.surrogate import (
-    DTYPE,
-    CachedPosteriorGP,
-    FidelityEncoder,
-    as_inputs,
     check_kernel,
     check_weight_transform,
     fit_surrogate,
@@ -96,34 +105,6 @@ def finite_observations(ctx: ProposalContext, known_rungs: tuple[str, ...] | Non
     return Observations(np.asarray(h.weights, dtype=float)[keep].reshape(-1, ctx.space.dim), rungs, y[keep])
 
 
-def _key(w: np.ndarray, rung: str) -> tuple[tuple[float, ...], str]:
-    # The ledger stores canonical weights; keying pool rows the same way keeps a taken
-    # row from looking free when rounding and renormalising move a weight by 1e-6.
-    return canonical_weights(np.asarray(w, dtype=float).tolist()), rung
-
-
-def taken_pairs(ctx: ProposalContext) -> set[tuple[tuple[float, ...], str]]:
-    """(rounded mixture, rung) of every finished, pending and failed trial."""
-    h = ctx.history
-    pairs = {_key(w, r) for w, r in zip(h.weights, h.rungs)}
-    pairs |= {_key(w, r) for w, r in zip(h.pending_weights, h.pending_rungs)}
-    if h.failed_weights is not None:
-        pairs |= {_key(w, r) for w, r in zip(h.failed_weights, h.failed_rungs)}
-    return pairs
-
-
-def free_pool(ctx: ProposalContext, rungs: tuple[str, ...]) -> tuple[np.ndarray, list[str], list[int]]:
-    """Pool entries at ``rungs`` not yet observed, pending or failed.
-
-    Returns:
-        ``(weights [P', K], rung names [P'], pool row indices [P'])``.
-    """
-    assert ctx.pool is not None
-    taken = taken_pairs(ctx)
-    idx = [i for i, (w, r) in enumerate(zip(ctx.pool.weights, ctx.pool.rungs)) if r in rungs and _key(w, r) not in taken]
-    return ctx.pool.weights[idx].reshape(-1, ctx.space.dim), [ctx.pool.rungs[i] for i in idx], idx
-
-
 # ---------------------------------------------------------------------------
 # Space-filling initial design
 
@@ -175,7 +156,7 @@ def initial_design(
     for rung in dict.fromkeys(slots):
         k = slots.count(rung)
         if ctx.pool is not None:
-            raw, _, _ = free_pool(ctx, (rung,))
+            raw, _, _ = free_entries(ctx, rung)
         else:
             raw = simplex.sample(n_raw, ctx.space, rng)
         ref = np.concatenate([seen, np.array(out_w).reshape(-1, ctx.space.dim)], axis=0)
@@ -259,6 +240,10 @@ class MultiFidelityBO:
 
     # -- shared pieces ------------------------------------------------------
 
+    def surrogate_settings(self) -> dict[str, object]:
+        """The Surrogate this proposer fits: ``kind``, ``weight_transform``, ``maxiter`` (for reports)."""
+        return {"kind": self.kernel, "weight_transform": self.weight_transform, "maxiter": self.fit_maxiter}
+
     def _encoder(self, ctx: ProposalContext) -> FidelityEncoder:
         return FidelityEncoder.from_ladder(ctx.ladder, self.cost_model)
 
@@ -294,6 +279,9 @@ class MultiFidelityBO:
 
     # -- Proposer protocol --------------------------------------------------
 
+    def check_mode(self, pool: bool) -> None:
+        """Refuse options that do nothing when candidates come from a pool (raw_samples, num_restarts, maxiter, candidate_set_size)."""
+        refuse_unused_options(self, ('raw_samples', 'num_restarts', 'maxiter', 'candidate_set_size'), pool)
     def propose(self, ctx: ProposalContext, q: int) -> list[Candidate]:
         """``q`` (mixture, rung) candidates; fewer only when a pool runs out."""
         enc = self._encoder(ctx)
@@ -310,7 +298,7 @@ class MultiFidelityBO:
 
     def _propose_pool(self, ctx: ProposalContext, enc: FidelityEncoder, model: CachedPosteriorGP, q: int) -> list[Candidate]:
         assert ctx.pool is not None
-        weights, rungs, _ = free_pool(ctx, enc.runnable)
+        weights, rungs, _ = free_entries(ctx, enc.runnable)
         if len(weights) == 0:
             return []
         mixtures = np.unique(np.round(ctx.pool.weights, 6), axis=0)
@@ -365,7 +353,7 @@ def _observed_recommendation(obs: Observations, rung: str) -> Recommendation:
 
 
 @dataclass
-class SingleFidelityGP:
+class SingleFidelityBO:
     """The classic peer: a GP over mixtures at one rung, batches by qLogNEI.
 
     Args:
@@ -392,6 +380,10 @@ class SingleFidelityGP:
         check_weight_transform(self.weight_transform)
         _require_positive(self, "raw_samples", "num_restarts", "mc_samples", "maxiter", "fit_maxiter")
 
+    def surrogate_settings(self) -> dict[str, object]:
+        """The Surrogate this proposer fits (a single-rung GP has no fidelity kernel)."""
+        return {"kind": "ar", "weight_transform": self.weight_transform, "maxiter": self.fit_maxiter}
+
     def _rung(self, ctx: ProposalContext) -> str:
         names = [r.name for r in ctx.ladder.rungs]
         if self.rung is not None:
@@ -413,6 +405,9 @@ class SingleFidelityGP:
         gp = fit_surrogate(X, Y, w.shape[1], weight_transform=self.weight_transform, maxiter=self.fit_maxiter)
         return CachedPosteriorGP(gp, X)
 
+    def check_mode(self, pool: bool) -> None:
+        """Refuse options that do nothing when candidates come from a pool (raw_samples, num_restarts, maxiter)."""
+        refuse_unused_options(self, ('raw_samples', 'num_restarts', 'maxiter'), pool)
     def propose(self, ctx: ProposalContext, q: int) -> list[Candidate]:
         """``q`` mixtures at the rung; fewer only when a pool runs out."""
         rung = self._rung(ctx)
@@ -435,7 +430,7 @@ class SingleFidelityGP:
                 cache_root=False,
             )
             if ctx.pool is not None:
-                weights, _, _ = free_pool(ctx, (rung,))
+                weights, _, _ = free_entries(ctx, rung)
                 if len(weights) == 0:
                     return []
                 picked = pool_batch(acq, torch.tensor(weights, dtype=DTYPE), q)

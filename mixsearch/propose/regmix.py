@@ -18,10 +18,17 @@ from typing import Any
 
 import numpy as np
 
+from mixsearch import simplex
 from mixsearch.candidate import Candidate
-from mixsearch.propose import simplex
-from mixsearch.propose.base import ProposalContext, Recommendation, as_candidates, best_observed
-from mixsearch.propose.baselines import free_pool_indices, random_pool, target_rung
+from mixsearch.propose.base import (
+    ProposalContext,
+    Recommendation,
+    as_candidates,
+    best_observed,
+    refuse_unused_options,
+)
+from mixsearch.propose.baselines import target_rung
+from mixsearch.propose.pool import free_indices, random_free
 
 
 @dataclass
@@ -78,7 +85,7 @@ class RegMix:
         ratio = ctx.ladder.rung(final).run_cost / ctx.ladder.rung(proxy).run_cost
         left = int(math.ceil(self.proxy_budget * ratio - 1e-9)) - used
         if ctx.pool is not None:
-            left = min(left, len(free_pool_indices(ctx, proxy)))
+            left = min(left, len(free_indices(ctx, proxy)))
         return max(left, 0)
 
     # -- sampling and regression -------------------------------------------------------
@@ -121,6 +128,9 @@ class RegMix:
 
     # -- Proposer ----------------------------------------------------------------------
 
+    def check_mode(self, pool: bool) -> None:
+        """Refuse options that do nothing when candidates come from a pool (n_samples, top_k, strength, min_distance)."""
+        refuse_unused_options(self, ('n_samples', 'top_k', 'strength', 'min_distance'), pool)
     def propose(self, ctx: ProposalContext, q: int) -> list[Candidate]:
         rng = ctx.rng()
         proxy, final = self._rungs(ctx)
@@ -128,7 +138,7 @@ class RegMix:
         out: list[Candidate] = []
         if n_proxy:
             if ctx.pool is not None:
-                out += random_pool(ctx, n_proxy, proxy, rng)
+                out += random_free(ctx, n_proxy, proxy, rng)
             else:
                 out += as_candidates(self._sample(n_proxy, ctx, rng), [proxy] * n_proxy, ctx.trial_seed)
         if len(out) < q:
@@ -138,7 +148,7 @@ class RegMix:
     def _final(self, ctx: ProposalContext, q: int, proxy: str, final: str, rng: np.random.Generator) -> list[Candidate]:
         """The ``q`` best-predicted untried mixtures at the final rung."""
         if ctx.pool is not None:
-            idx = free_pool_indices(ctx, final)
+            idx = free_indices(ctx, final)
             cands = ctx.pool.weights[idx]
         else:
             cands = self._sample(self.n_samples, ctx, rng)

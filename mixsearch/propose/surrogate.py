@@ -1,8 +1,9 @@
 """The Surrogate: a GP over (mixture weights, fidelity features) for the BO proposers.
 
 Inputs are ``[w_1 .. w_K, s_1 .. s_S]``: the mixture on the simplex followed by the
-fidelity features of the rung it ran at (see :class:`FidelityEncoder`; the target
-scale has every feature equal to 1). Outputs are the objective negated, because
+fidelity features of the rung it ran at (see :mod:`mixsearch.propose.fidelity`; the target
+scale has every feature equal to 1). This module builds and fits the GP; its fast
+posterior is :mod:`mixsearch.propose.posterior`. Outputs are the objective negated, because
 BoTorch maximises while histories are "smaller is better".
 
 Kernels (``kind``):
@@ -33,31 +34,24 @@ import math
 import threading
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Sequence
 
 import gpytorch
-import numpy as np
 import torch
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
-from botorch.models.deterministic import DeterministicModel
-from botorch.models.model import Model
-from botorch.posteriors import GPyTorchPosterior
-from botorch.utils.sampling import manual_seed
-from gpytorch.distributions import MultivariateNormal
-from linear_operator import to_linear_operator
 from botorch.models.kernels.downsampling import DownsamplingKernel
 from botorch.models.transforms.input import ReversibleInputTransform
 from botorch.models.transforms.outcome import Standardize
 from botorch.models.transforms.utils import subset_transform
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+from botorch.utils.sampling import manual_seed
 from gpytorch.kernels import AdditiveKernel, ProductKernel, RBFKernel, ScaleKernel
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import GammaPrior, LogNormalPrior
 from torch import Tensor
 
-from mixsearch.study import FidelityLadder, Rung
+from mixsearch.propose.fidelity import DTYPE
 
 # GPyTorch's interpolation builds a sparse tensor on import paths every fit touches, and
 # torch then prints a warning about sparse invariant checks into the user's study output.
@@ -65,7 +59,6 @@ warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitl
 
 KERNELS = ("ar", "downsampling", "product")
 WEIGHT_TRANSFORMS = ("identity", "log")
-DTYPE = torch.double
 
 
 def check_kernel(kind: str) -> None:
@@ -78,148 +71,6 @@ def check_weight_transform(name: str) -> None:
     """Raise a ValueError naming ``weight_transform`` unless ``name`` is one of :data:`WEIGHT_TRANSFORMS`."""
     if name not in WEIGHT_TRANSFORMS:
         raise ValueError(f"weight_transform: unknown transform {name!r}; known: {', '.join(WEIGHT_TRANSFORMS)}")
-
-
-@dataclass(frozen=True)
-class FidelityEncoder:
-    """Maps rung names to fidelity features and costs.
-
-    Proxy ladders (every rung and the target has ``n_params`` and ``tokens``) get
-    the features ``log N`` and ``log D``; table ladders (rungs with only a cost)
-    get ``log cost``. A feature constant over the ladder is dropped. Each feature
-    is scaled so the target is 1 and the spread of the ladder is 1:
-    ``s = 1 + (log v - log v_target) / (max log v - min log v)``, clipped to
-    [0, 1]; with the target the largest rung, the smallest maps to 0.
-
-    Attributes:
-        names: Runnable rung names, then the target's name if it is not runnable.
-        features: ``[len(names), S]`` fidelity features (S >= 1).
-        costs: Cost of one run per runnable rung name.
-        target: The target rung's name.
-        target_runnable: Whether the target is one of the runnable rungs.
-    """
-
-    names: tuple[str, ...]
-    features: np.ndarray
-    costs: Mapping[str, float]
-    target: str
-    target_runnable: bool
-
-    @staticmethod
-    def from_ladder(
-        ladder: FidelityLadder,
-        cost_model: Mapping[str, float] | Callable[[Rung], float] | None = None,
-    ) -> "FidelityEncoder":
-        """Build the encoder of a ladder.
-
-        Args:
-            ladder: The study's fidelity ladder.
-            cost_model: Per-rung cost override: a mapping rung name -> cost, or a
-                callable ``rung -> cost``; default ``rung.run_cost``.
-
-        Raises:
-            ValueError: a rung without a usable cost.
-        """
-        rungs = list(ladder.rungs)
-        runnable = any(r.name == ladder.target.name for r in rungs)
-        every = rungs if runnable else [*rungs, ladder.target]
-        costs = {r.name: _rung_cost(r, cost_model) for r in rungs}
-        proxy = all(r.n_params is not None and r.tokens is not None for r in every)
-        if proxy:
-            raw = np.log(np.array([[float(r.n_params), float(r.tokens)] for r in every]))  # type: ignore[arg-type]
-        else:
-            target_cost = _rung_cost(ladder.target, cost_model) if not runnable else costs[ladder.target.name]
-            raw = np.log(np.array([[costs.get(r.name, target_cost)] for r in every]))
-        span = raw.max(axis=0) - raw.min(axis=0)
-        keep = span > 1e-12
-        if not keep.any():
-            # A single-rung ladder: one constant feature, so the model is a plain GP.
-            feats = np.ones((len(every), 1))
-        else:
-            t = [r.name for r in every].index(ladder.target.name)
-            feats = 1.0 + (raw[:, keep] - raw[t, keep]) / span[keep]
-            # A rung beyond the target in some feature (more tokens than the target,
-            # say) is treated as target-like in it: the fidelity kernels are defined
-            # on [0, 1] with the target at 1.
-            feats = np.clip(feats, 0.0, 1.0)
-        return FidelityEncoder(
-            names=tuple(r.name for r in every),
-            features=feats,
-            costs=costs,
-            target=ladder.target.name,
-            target_runnable=runnable,
-        )
-
-    @property
-    def n_features(self) -> int:
-        return int(self.features.shape[1])
-
-    @property
-    def runnable(self) -> tuple[str, ...]:
-        """Runnable rung names in ladder order."""
-        return tuple(n for n in self.names if n in self.costs)
-
-    def encode(self, rungs: Sequence[str]) -> np.ndarray:
-        """Fidelity features ``[n, S]`` of ``n`` rung names.
-
-        Raises:
-            ValueError: a name not in the ladder.
-        """
-        index = {n: i for i, n in enumerate(self.names)}
-        try:
-            return self.features[[index[r] for r in rungs]].reshape(len(rungs), self.n_features)
-        except KeyError as exc:
-            raise ValueError(f"rung: {exc.args[0]!r} is not in the fidelity ladder {list(self.names)}") from None
-
-    @property
-    def target_features(self) -> np.ndarray:
-        """Fidelity features ``[S]`` of the target."""
-        return self.encode([self.target])[0]
-
-    def cost_model(self, n_weights: int) -> "RungCostModel":
-        """A BoTorch cost model over ``[w, s]`` inputs, costs scaled by the costliest rung."""
-        names = self.runnable
-        top = max(self.costs.values())
-        return RungCostModel(
-            torch.tensor(self.encode(names), dtype=DTYPE),
-            torch.tensor([self.costs[n] / top for n in names], dtype=DTYPE),
-            n_weights,
-        )
-
-
-def _rung_cost(rung: Rung, cost_model: Mapping[str, float] | Callable[[Rung], float] | None) -> float:
-    if callable(cost_model):
-        cost = float(cost_model(rung))
-    elif cost_model is not None and rung.name in cost_model:
-        cost = float(cost_model[rung.name])
-    else:
-        cost = rung.run_cost
-    if not (math.isfinite(cost) and cost > 0):
-        raise ValueError(f"cost_model: rung {rung.name!r} has no positive finite cost (got {cost!r})")
-    return cost
-
-
-class RungCostModel(DeterministicModel):
-    """Cost of a run as a function of its fidelity features: the nearest rung's cost.
-
-    Args:
-        rung_features: ``[R, S]`` fidelity features of the runnable rungs.
-        rung_costs: ``[R]`` their costs.
-        n_weights: K, the number of weight columns before the fidelity features.
-    """
-
-    def __init__(self, rung_features: Tensor, rung_costs: Tensor, n_weights: int) -> None:
-        super().__init__()
-        self.register_buffer("rung_features", rung_features)
-        self.register_buffer("rung_costs", rung_costs)
-        self.n_weights = n_weights
-        self._num_outputs = 1
-
-    def forward(self, X: Tensor) -> Tensor:
-        """Costs ``[..., q, 1]`` of inputs ``[..., q, K + S]``."""
-        s = X[..., self.n_weights :]
-        d = (s.unsqueeze(-2) - self.rung_features.to(s)).pow(2).sum(-1)  # [..., q, R]
-        return self.rung_costs.to(s)[d.argmin(dim=-1)].unsqueeze(-1)
 
 
 class LogWeights(ReversibleInputTransform):
@@ -395,163 +246,3 @@ def _build_model(X: Tensor, Y: Tensor, n_weights: int, kind: str, weight_transfo
     )
 
 
-KernelFn = Callable[[Tensor, Tensor], Tensor]
-
-
-def _sq_dist(x1: Tensor, x2: Tensor) -> Tensor:
-    """Squared distances ``[..., a, b]`` between rows of ``x1`` ``[..., a, d]`` and ``x2`` ``[..., b, d]``."""
-    shift = x1.mean(-2, keepdim=True)  # centring keeps the expansion accurate, as GPyTorch does
-    x1, x2 = x1 - shift, x2 - shift
-    d = x1.pow(2).sum(-1, keepdim=True) - 2.0 * x1 @ x2.transpose(-1, -2) + x2.pow(2).sum(-1).unsqueeze(-2)
-    return d.clamp_min(0.0)
-
-
-def compile_kernel(kernel: gpytorch.kernels.Kernel) -> KernelFn:
-    """A plain-torch function computing a fitted kernel, hyperparameters frozen.
-
-    GPyTorch's kernel objects spend most of their time on bookkeeping when called
-    thousands of times on a few points (as an acquisition optimiser does); the
-    compiled function does only the arithmetic. Supports RBF, Matern, Scale,
-    Product, Additive and BoTorch's Downsampling kernels with ``active_dims``;
-    anything else is called through GPyTorch.
-
-    Returns:
-        ``k(x1 [..., a, d], x2 [..., b, d]) -> [..., a, b]``.
-    """
-    dims = kernel.active_dims
-    select: Callable[[Tensor], Tensor] = (lambda x: x[..., dims]) if dims is not None else (lambda x: x)
-    if isinstance(kernel, ScaleKernel):
-        scale = kernel.outputscale.detach().clone()
-        base = compile_kernel(kernel.base_kernel)
-        return lambda a, b: scale * base(select(a), select(b))
-    if isinstance(kernel, ProductKernel):
-        parts = [compile_kernel(k) for k in kernel.kernels]
-        return lambda a, b: math.prod(f(a, b) for f in parts)  # type: ignore[return-value]
-    if isinstance(kernel, AdditiveKernel):
-        parts = [compile_kernel(k) for k in kernel.kernels]
-        return lambda a, b: sum(f(a, b) for f in parts)  # type: ignore[return-value]
-    if isinstance(kernel, RBFKernel):
-        ls = kernel.lengthscale.detach().clone().reshape(-1)
-        return lambda a, b: torch.exp(-0.5 * _sq_dist(select(a) / ls, select(b) / ls))
-    if isinstance(kernel, gpytorch.kernels.MaternKernel):
-        ls, nu = kernel.lengthscale.detach().clone().reshape(-1), kernel.nu
-
-        def matern(a: Tensor, b: Tensor) -> Tensor:
-            r = _sq_dist(select(a) / ls, select(b) / ls).clamp_min(1e-30).sqrt()
-            e = torch.exp(-math.sqrt(2 * nu) * r)
-            if nu == 0.5:
-                return e
-            if nu == 1.5:
-                return (1 + math.sqrt(3) * r) * e
-            return (1 + math.sqrt(5) * r + 5.0 / 3.0 * r**2) * e
-
-        return matern
-    if isinstance(kernel, DownsamplingKernel):
-        offset = kernel.offset.detach().clone().reshape(-1)
-        power = 1 + kernel.power.detach().clone().reshape(-1)
-        return lambda a, b: offset + (1 - select(a)).pow(power) @ (1 - select(b)).transpose(-1, -2).pow(power)
-    # The kernel applies its own active_dims when called.
-    return lambda a, b: kernel(a, b).to_dense()
-
-
-class CachedPosteriorGP(Model):
-    """A fitted Surrogate whose posterior reuses one Cholesky factor of the training covariance.
-
-    GPyTorch's exact prediction concatenates the training inputs to every t-batch
-    of test points, so scoring ``b`` candidates costs ``b`` kernel matrices of size
-    ``(n + q)^2`` (seconds for 2048 candidates and n = 300). Here the training
-    solve is done once; a t-batch costs one ``[b q, n]`` cross-covariance and a
-    triangular solve. The numbers are the exact-GP posterior (same kernel, mean,
-    noise and transforms), differentiable in ``X``.
-
-    ``model(X)`` returns the noise-free posterior MVN in the outcome scale; BoTorch's
-    GIBBON calls the model this way for its batch term, and with a plain
-    ``SingleTaskGP`` that call would skip the input and outcome transforms.
-
-    Args:
-        gp: A fitted ``SingleTaskGP`` in eval mode.
-        train_X: ``[n, d]`` its untransformed training inputs.
-    """
-
-    def __init__(self, gp: SingleTaskGP, train_X: Tensor) -> None:
-        super().__init__()
-        self.gp = gp
-        self.kernel = compile_kernel(gp.covar_module)
-        with torch.no_grad():
-            Xt = gp.transform_inputs(train_X)
-            y = gp.train_targets  # standardised
-            K = self.kernel(Xt, Xt)
-            noise = gp.likelihood.noise.reshape(-1)[0]
-            L = torch.linalg.cholesky(K + noise * torch.eye(len(Xt), dtype=K.dtype))
-            resid = (y - gp.mean_module(Xt)).unsqueeze(-1)
-            alpha = torch.cholesky_solve(resid, L).squeeze(-1)
-        self.register_buffer("train_Xt", Xt)
-        self.register_buffer("chol", L)
-        self.register_buffer("alpha", alpha)
-        self.register_buffer("noise", noise.detach())
-
-    @property
-    def num_outputs(self) -> int:
-        return 1
-
-    @property
-    def batch_shape(self) -> torch.Size:
-        return torch.Size([])
-
-    def _standardised(self, X: Tensor) -> tuple[Tensor, Tensor]:
-        """Noise-free posterior mean ``[..., q]`` and covariance ``[..., q, q]``, standardised."""
-        gp = self.gp
-        Xt = gp.transform_inputs(X)
-        batch, q, d = Xt.shape[:-2], Xt.shape[-2], Xt.shape[-1]
-        flat = Xt.reshape(-1, d)
-        cross = self.kernel(flat, self.train_Xt)  # [B q, n]
-        mean = gp.mean_module(flat) + cross @ self.alpha  # [B q]
-        v = torch.linalg.solve_triangular(self.chol, cross.transpose(0, 1), upper=False)  # [n, B q]
-        v = v.transpose(0, 1).reshape(*batch, q, -1)  # [..., q, n]
-        prior = self.kernel(Xt, Xt)  # [..., q, q]
-        cov = prior - v @ v.transpose(-1, -2)
-        return mean.reshape(*batch, q), cov
-
-    def _posterior(self, X: Tensor, observation_noise: bool) -> GPyTorchPosterior:
-        mean, cov = self._standardised(X)
-        if observation_noise:
-            cov = cov + self.noise * torch.eye(cov.shape[-1], dtype=cov.dtype)
-        # Lazy covariance: torch's MVN would Cholesky-factor it eagerly, which fails
-        # for near-singular joint posteriors and is not needed for means and variances.
-        post = GPyTorchPosterior(MultivariateNormal(mean, to_linear_operator(cov)))
-        if self.gp.outcome_transform is not None:
-            post = self.gp.outcome_transform.untransform_posterior(post)
-        return post
-
-    def posterior(
-        self,
-        X: Tensor,
-        output_indices: list[int] | None = None,
-        observation_noise: bool | Tensor = False,
-        posterior_transform: Any = None,
-        **kwargs: Any,
-    ) -> GPyTorchPosterior:
-        """Posterior at ``X`` ``[..., q, d]``, in the outcome scale."""
-        post = self._posterior(X, bool(observation_noise is True or isinstance(observation_noise, Tensor)))
-        return posterior_transform(post) if posterior_transform is not None else post
-
-    def forward(self, X: Tensor) -> MultivariateNormal:
-        return self._posterior(X, False).distribution
-
-
-def as_inputs(weights: np.ndarray, fidelity: np.ndarray) -> Tensor:
-    """Stack weights ``[n, K]`` and fidelity features ``[n, S]`` into a ``[n, K + S]`` tensor."""
-    return torch.tensor(np.concatenate([weights, fidelity], axis=1), dtype=DTYPE)
-
-
-def predict(model: SingleTaskGP, X: Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior mean and standard deviation (noise-free) at ``X`` ``[n, d]``.
-
-    Returns:
-        ``(mean [n], std [n])`` in the model's output orientation (maximise).
-    """
-    with torch.no_grad():
-        post = model.posterior(X)
-        mean = post.mean.squeeze(-1).cpu().numpy()
-        std = post.variance.clamp_min(0.0).sqrt().squeeze(-1).cpu().numpy()
-    return mean, std

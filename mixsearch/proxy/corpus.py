@@ -162,7 +162,7 @@ def build_corpus(
     say = progress or (lambda _msg: None)
     _check_args(domains, vocab_size, max_bytes_per_domain, val_fraction)
     root = cache_root(cache_dir)
-    infos = {d.name: sources.describe(str(d.source)) for d in domains}
+    infos = {d.name: _describe(i, d) for i, d in enumerate(domains)}
     spec = {
         "format": FORMAT_VERSION,
         "domains": [[d.name, d.source, infos[d.name].fingerprint] for d in domains],
@@ -206,6 +206,19 @@ def build_demo_corpus(
     return build_corpus(domains, cache_dir, vocab_size, max_bytes_per_domain, progress=progress)
 
 
+def _describe(i: int, d: Domain) -> sources.SourceInfo:
+    """A source's provenance; an error names the domain's field (``domains[i].source``)."""
+    try:
+        return sources.describe(str(d.source))
+    except ValueError as exc:
+        raise ValueError(f"domains[{i}].source: domain {d.name!r}: {_strip_field(exc)}") from None
+
+
+def _strip_field(exc: BaseException) -> str:
+    """An inner error's text without its own ``source:`` prefix (the caller names the field)."""
+    return str(exc).removeprefix("source: ")
+
+
 def _check_args(domains: Sequence[Domain], vocab_size: int, max_bytes: int, val_fraction: float) -> None:
     if not domains:
         raise ValueError("domains: need at least one domain")
@@ -240,14 +253,14 @@ def _build(
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
     splits: dict[str, tuple[list[str], list[str]]] = {}
-    for d in domains:
+    for i, d in enumerate(domains):
         say(f"reading {d.name} ({d.source})")
         try:
             docs = sources.take_bytes(sources.documents(str(d.source), root), max_bytes)
         except (ValueError, RuntimeError, OSError) as exc:
-            raise ValueError(f"domain {d.name!r} ({d.source}): {exc}") from None
+            raise ValueError(f"domains[{i}].source: domain {d.name!r} ({d.source}): {_strip_field(exc)}") from None
         if not docs:
-            raise ValueError(f"domain {d.name!r} ({d.source}): no text found")
+            raise ValueError(f"domains[{i}].source: domain {d.name!r} ({d.source}): no text found")
         splits[d.name] = split_documents(docs, val_fraction, f"split:{d.name}")
     t_read = time.perf_counter()
 

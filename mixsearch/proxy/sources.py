@@ -315,10 +315,35 @@ def user_documents(source: str) -> Iterator[str]:
         yield from _file_documents(f)
 
 
+# A .txt file is refused as binary when more than this share of its first bytes are not
+# text (NUL and other control bytes, or invalid UTF-8): real text in any language has
+# almost none, while images, archives and model weights are mostly such bytes.
+BINARY_SHARE = 0.10
+_SNIFF_BYTES = 1 << 16
+
+
+def read_text_file(f: Path) -> str:
+    """A text file's contents as UTF-8 (invalid bytes replaced).
+
+    Raises:
+        ValueError: the file is binary (more than :data:`BINARY_SHARE` of its first 64 KiB
+            are control bytes or invalid UTF-8), naming the file and the share.
+    """
+    data = f.read_bytes()
+    head = data[:_SNIFF_BYTES]
+    if head:
+        text = head.decode("utf-8", errors="replace")
+        bad = sum(1 for ch in text if ch == "\ufffd" or (ord(ch) < 32 and ch not in "\t\n\r\f\v"))
+        share = bad / max(len(text), 1)
+        if share > BINARY_SHARE:
+            raise ValueError(f"{f}: not a text file ({share:.0%} of its first {len(head):,} bytes are control bytes or invalid UTF-8, more than {BINARY_SHARE:.0%})")
+    return data.decode("utf-8", errors="replace")
+
+
 def _file_documents(f: Path) -> Iterable[str]:
     suffix = f.suffix.lower()
     if suffix == ".txt":
-        text = f.read_text(encoding="utf-8", errors="replace")
+        text = read_text_file(f)
         if text.strip():
             yield text
     elif suffix == ".jsonl":

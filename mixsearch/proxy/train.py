@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from mixsearch.candidate import EvaluationError
+from mixsearch.interrupt import check_stop
 from mixsearch.proxy.corpus import Corpus
 from mixsearch.proxy.model import ModelConfig, ProxyModel, size_config
 
@@ -424,6 +425,7 @@ def train_stack(
     model.train()
     try:
         for step, xy in enumerate(batches):
+            check_stop(f"step {step + 1}/{steps}")  # Ctrl-C: stop here, the trial reruns on resume
             loss_sum += step_fn(xy, lr_at(step, steps, peak, train.warmup_frac, train.min_lr_ratio))
             since += 1
             if since == log_every or step == steps - 1:

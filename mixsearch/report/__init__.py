@@ -4,6 +4,6 @@
 its regret plot with the same style helpers (:mod:`mixsearch.report.style`).
 """
 
-from mixsearch.report.study import study_report
+from mixsearch.report.build import study_report
 
 __all__ = ["study_report"]

@@ -28,14 +28,21 @@ MIN_TRIALS = 4  # below this a held-out prediction has too little to learn from
 
 
 def surrogate_options(study: Study) -> dict[str, Any]:
-    """Kernel settings of the study's own GP proposer, else the multi-fidelity defaults."""
-    opts: dict[str, Any] = {"kind": "ar", "weight_transform": "identity", "maxiter": 200}
-    if study.proposer.name in ("mfbo", "gp"):
-        o = dict(study.proposer.options)
-        opts["kind"] = o.get("kernel", opts["kind"])
-        opts["weight_transform"] = o.get("weight_transform", opts["weight_transform"])
-        opts["maxiter"] = int(o.get("fit_maxiter", opts["maxiter"]))
-    return opts
+    """The Surrogate settings of the study's own proposer, as it resolved them; the
+    multi-fidelity proposer's defaults when the study's proposer fits no GP.
+
+    Read from the proposer object, never re-derived here, so the figure shows the model
+    the study used.
+    """
+    from mixsearch.propose.base import make_proposer
+    from mixsearch.propose.mfbo import MultiFidelityBO
+
+    try:
+        proposer = make_proposer(study.proposer)
+    except ValueError:
+        proposer = None
+    settings = getattr(proposer, "surrogate_settings", None)
+    return dict(settings() if callable(settings) else MultiFidelityBO().surrogate_settings())
 
 
 def loo_predictions(model: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +92,8 @@ def surrogate_loo(study: Study, trials: pd.DataFrame, seed: int = 0) -> pd.DataF
         std``, objectives in the study's orientation. Empty when fewer than
         ``MIN_TRIALS`` trials are usable or their objectives are all equal.
     """
-    from mixsearch.propose.surrogate import DTYPE, FidelityEncoder, as_inputs, fit_surrogate
+    from mixsearch.propose.fidelity import DTYPE, FidelityEncoder, as_inputs
+    from mixsearch.propose.surrogate import fit_surrogate
 
     cols = ["number", "rung", "observed", "predicted", "std"]
     if trials.empty:
@@ -98,9 +106,9 @@ def surrogate_loo(study: Study, trials: pd.DataFrame, seed: int = 0) -> pd.DataF
         return pd.DataFrame(columns=cols)
     weights = done[[f"w_{d}" for d in study.domain_names]].to_numpy(dtype=float)
     rungs = list(done["rung"])
-    sign = 1.0 if study.objective.direction == "minimize" else -1.0
     X = as_inputs(weights, enc.encode(rungs))
-    Y = torch.tensor(-sign * observed, dtype=DTYPE).unsqueeze(-1)  # the Surrogate maximises
+    # The Surrogate maximises the negated 'smaller is better' objective, as the proposers fit it.
+    Y = torch.tensor(-study.objective.to_minimise(observed), dtype=DTYPE).unsqueeze(-1)
     opts = surrogate_options(study)
     threads = torch.get_num_threads()
     # A GP on a few hundred points is a stream of tiny matrix ops: extra threads only add
@@ -113,7 +121,7 @@ def surrogate_loo(study: Study, trials: pd.DataFrame, seed: int = 0) -> pd.DataF
     finally:
         torch.set_num_threads(threads)
     return pd.DataFrame(
-        {"number": done["number"].to_numpy(), "rung": rungs, "observed": observed, "predicted": -sign * mean, "std": std}
+        {"number": done["number"].to_numpy(), "rung": rungs, "observed": observed, "predicted": study.objective.from_minimise(-mean), "std": std}
     )[cols]
 
 

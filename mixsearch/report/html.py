@@ -18,7 +18,7 @@ from mixsearch import __version__
 from mixsearch.report.style import engineering, png_data_uri
 
 if TYPE_CHECKING:
-    from mixsearch.report.study import FigureBlock, StudyData
+    from mixsearch.report.gather import FigureBlock, StudyData
 
 MAX_TRIAL_ROWS = 60
 MAX_LAW_PARAMS = 16  # a mixing law over many domains has K² parameters; the JSON has them all

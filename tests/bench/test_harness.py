@@ -1,4 +1,5 @@
-"""The harness: every peer runs on a tiny table; outputs, budget, determinism, bad input."""
+"""The harness: every peer runs through the study loop on a tiny table; outputs, budget,
+determinism, the same trials as a study, bad input."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mixsearch.bench.harness import CURVE_COLUMNS, cost_to_reach, parse_proposer, run_bench, run_one, summarise
-from mixsearch.bench.oracles import TableOracle
-from mixsearch.propose.base import make_proposer
+from mixsearch.bench.harness import CURVE_COLUMNS, bench_study, cost_to_reach, parse_proposer, run_bench, run_one, summarise
+from mixsearch.bench.worlds import load_world
 
 # Model-based peers start modelling after two trials so the tiny budget exercises their model.
 PEERS = [
@@ -25,8 +25,8 @@ PEERS = [
 ]
 # Small optimiser settings keep the BO peers quick on 2 CPU cores; the code paths are the real ones.
 BO_PEERS = [
-    "gp?n_init=2&raw_samples=32&num_restarts=1&mc_samples=32&maxiter=20&fit_maxiter=50",
-    "mfbo?n_init=3&raw_samples=32&num_restarts=1&num_mv_samples=4&candidate_set_size=64&maxiter=20&fit_maxiter=50",
+    "gp?n_init=2&mc_samples=32&fit_maxiter=50",
+    "mfbo?n_init=3&num_mv_samples=4&fit_maxiter=50",
 ]
 
 
@@ -78,8 +78,7 @@ def test_several_peers_and_seeds_share_one_run(tmp_path, tiny_table):
 
 
 def test_regmix_spends_its_proxy_budget_then_runs_the_target(tiny_table):
-    oracle = TableOracle(tiny_table)
-    rows = run_one(oracle, make_proposer(parse_proposer("regmix?proxy_budget=1.5&min_fit=4")), "regmix", 0, budget=4.0)
+    rows = run_one(load_world(f"table:{tiny_table}"), "regmix?proxy_budget=1.5&min_fit=4", 0, budget=4.0)
     costs = np.diff([r["cost"] for r in rows])
     # 1.5 target runs of proxies at 1/8 each, then whole target runs.
     assert np.allclose(costs[:12], 1 / 8) and np.allclose(costs[12:], 1.0)
@@ -108,12 +107,13 @@ def test_synthetic_continuous_run(tmp_path):
         ({"proposers": []}, "--proposers: name at least one proposer"),
         ({"proposers": ["random", "random"]}, "named twice"),
         ({"proposers": ["random?alpha"]}, "bad option 'alpha'"),
-        ({"proposers": ["random?colour=1"]}, "--proposers: proposer.options: 'random' does not take these options"),
+        ({"proposers": ["random?alpha=0.5"]}, "--proposers: random\\?alpha=0.5: alpha: does nothing when the world offers a finite pool"),
+        ({"proposers": ["random?colour=1"]}, "--proposers: random\\?colour=1: proposer.options: 'random' does not take these options"),
         ({"seeds": 0}, "--seeds: must be an integer >= 1"),
         ({"budget": -1.0}, "--budget: must be a positive number"),
         ({"batch_size": 0}, "--batch-size"),
         ({"oracle": "table:/no/such.csv"}, "/no/such.csv: table file not found"),
-        ({"oracle": "synthetic:nope"}, "unknown synthetic oracle 'nope'"),
+        ({"oracle": "synthetic:nope"}, "unknown synthetic world 'nope'"),
         ({"oracle": "nonsense"}, "--oracle: expected"),
     ],
 )
@@ -123,6 +123,52 @@ def test_bad_input_is_one_clear_line(tmp_path, tiny_table, kwargs, message):
     with pytest.raises(ValueError, match=message) as info:
         run_bench(**args)
     assert "\n" not in str(info.value)
+
+
+def test_out_refuses_an_earlier_bench_unless_forced(tmp_path, tiny_table):
+    out = tmp_path / "o"
+    run_bench(f"table:{tiny_table}", ["random"], 1, 1.0, out, progress=False)
+    with pytest.raises(ValueError, match="--out: .* already holds files .* --force"):
+        run_bench(f"table:{tiny_table}", ["random"], 1, 1.0, out, progress=False)
+    run_bench(f"table:{tiny_table}", ["random"], 1, 1.0, out, progress=False, force=True)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        run_bench(f"table:{tiny_table}", ["random"], 1, 1.0, tmp_path / "f", progress=False)
+
+
+def test_a_bench_run_is_the_study_a_user_would_run(tmp_path, tiny_table):
+    """The harness measures the product's loop: a study file declaring the same world,
+    proposer, seed and budget, run with `mixsearch study start`'s API, proposes the same trials."""
+    from mixsearch import api
+
+    world = load_world(f"table:{tiny_table}")
+    proposer = "mfbo?n_init=3&num_mv_samples=4&fit_maxiter=50"
+    bench_trials: list = []
+    run_one(world, proposer, 3, budget=2.0, batch_size=2, trials=bench_trials)
+    study = bench_study(world, proposer, 3, budget=2.0, batch_size=2)
+    b = study.budget
+    opts = dict(study.proposer.options)
+    (tmp_path / "tiny.py").write_text(
+        "from mixsearch import *\n"
+        "study = Study(\n"
+        "    name='bench-twin',\n"
+        "    domains=(Domain('a'), Domain('b'), Domain('c')),\n"
+        "    ladder=FidelityLadder((Rung('small', cost=1.0), Rung('big', cost=8.0)), Rung('big', cost=8.0)),\n"
+        f"    budget=Budget(max_trials={b.max_trials}, max_cost={b.max_cost!r}),\n"
+        f"    proposer=ProposerSpec('mfbo', batch_size=2, options={opts!r}),\n"
+        f"    evaluator=EvaluatorSpec('table', {{'path': {str(tiny_table)!r}}}),\n"
+        "    seed=3,\n"
+        ")\n"
+    )
+    api.run_study(tmp_path / "tiny.py", root=tmp_path / "runs", executor="inline", workers=2)
+    opened = api.open_study(str(tmp_path / "tiny.py"), root=tmp_path / "runs")
+    try:
+        study_trials = opened.ledger.trials()
+    finally:
+        opened.ledger.dispose()
+    key = lambda ts: [(t.candidate.weights, t.candidate.rung, t.ask, t.state, t.objective) for t in ts]  # noqa: E731
+    assert len(bench_trials) >= 4
+    assert key(study_trials) == key(bench_trials)
 
 
 def test_parse_proposer_options():

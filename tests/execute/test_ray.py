@@ -16,7 +16,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from mixsearch.api import make_executor  # noqa: E402
+from mixsearch.execute import make_executor  # noqa: E402
 from mixsearch.candidate import Candidate, EvaluationError, TrialResult  # noqa: E402
 from mixsearch.execute.base import Job  # noqa: E402
 from mixsearch.execute.ray import RayExecutor, WorkerLost  # noqa: E402

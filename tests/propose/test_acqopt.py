@@ -6,9 +6,9 @@ import torch
 from botorch.acquisition import AcquisitionFunction
 from botorch.utils.transforms import t_batch_mode_transform
 
-from mixsearch.propose import simplex
+from mixsearch import simplex
 from mixsearch.propose.acqopt import greedy_batch, optimise_on_simplex, pool_batch, raw_mixtures
-from mixsearch.propose.surrogate import FidelityEncoder
+from mixsearch.propose.fidelity import FidelityEncoder
 from mixsearch.study import SearchSpace
 
 

@@ -1,4 +1,4 @@
-"""The BO proposers: MultiFidelityBO and SingleFidelityGP.
+"""The BO proposers: MultiFidelityBO and SingleFidelityBO.
 
 Small problems, few raw samples and restarts, so each test runs in seconds.
 """
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from mixsearch.candidate import canonical_weights
-from mixsearch.propose import simplex
+from mixsearch import simplex
 from mixsearch.propose.base import History, Pool, ProposalContext, make_proposer
-from mixsearch.propose.mfbo import MultiFidelityBO, SingleFidelityGP, initial_design
-from mixsearch.propose.surrogate import FidelityEncoder
+from mixsearch.propose.mfbo import MultiFidelityBO, SingleFidelityBO, initial_design
+from mixsearch.propose.fidelity import FidelityEncoder
 from mixsearch.study import FidelityLadder, ProposerSpec, Rung, SearchSpace
 
 FAST = dict(raw_samples=48, num_restarts=2, maxiter=30, fit_maxiter=40, candidate_set_size=128, num_mv_samples=8)
@@ -59,7 +59,7 @@ def feasible(w, space: SearchSpace, tol: float = 1e-6) -> bool:
 
 def test_builtin_names_resolve():
     assert isinstance(make_proposer("mfbo"), MultiFidelityBO)
-    assert isinstance(make_proposer(ProposerSpec("gp", options={"n_init": 3})), SingleFidelityGP)
+    assert isinstance(make_proposer(ProposerSpec("gp", options={"n_init": 3})), SingleFidelityBO)
 
 
 def test_bad_options_are_named():
@@ -74,11 +74,11 @@ def test_bad_options_are_named():
     with pytest.raises(ValueError, match="weight_transform"):
         MultiFidelityBO(weight_transform="sqrt")
     with pytest.raises(ValueError, match="weight_transform"):
-        SingleFidelityGP(weight_transform="sqrt")
+        SingleFidelityBO(weight_transform="sqrt")
     with pytest.raises(ValueError, match="fit_maxiter"):
-        SingleFidelityGP(fit_maxiter=0)
+        SingleFidelityBO(fit_maxiter=0)
     with pytest.raises(ValueError, match="rung"):
-        SingleFidelityGP(rung="nope").propose(ctx(SPACE3, TABLE, random_history(SPACE3, TABLE, 4, 0)), 1)
+        SingleFidelityBO(rung="nope").propose(ctx(SPACE3, TABLE, random_history(SPACE3, TABLE, 4, 0)), 1)
 
 
 def test_initial_design_spreads_over_cheap_rungs_and_adds_a_target_run():
@@ -100,7 +100,7 @@ def test_initial_design_spreads_over_cheap_rungs_and_adds_a_target_run():
 def test_gp_recovers_the_optimum_of_a_bowl_on_the_simplex():
     """Single-fidelity GP, a few asks of q = 3 on a 3-domain quadratic bowl."""
     ladder = FidelityLadder((Rung("T", n_params=1, tokens=1),), Rung("T", n_params=1, tokens=1))
-    gp = SingleFidelityGP(n_init=6, raw_samples=64, num_restarts=2, maxiter=40, fit_maxiter=60)
+    gp = SingleFidelityBO(n_init=6, raw_samples=64, num_restarts=2, maxiter=40, fit_maxiter=60)
     h = History.empty(3)
     for ask in range(5):
         cands = gp.propose(ctx(SPACE3, ladder, h, seed=ask), 3)
@@ -140,7 +140,7 @@ BOUNDED = [
 @pytest.mark.parametrize("seed", [0, 1])
 def test_proposals_respect_the_simplex_bounds_and_fixed_weights(space, seed):
     h = random_history(space, TABLE, 10, seed)
-    for proposer in (MultiFidelityBO(n_init=4, **FAST), SingleFidelityGP(n_init=4, raw_samples=48, num_restarts=2, maxiter=30, fit_maxiter=40)):
+    for proposer in (MultiFidelityBO(n_init=4, **FAST), SingleFidelityBO(n_init=4, raw_samples=48, num_restarts=2, maxiter=30, fit_maxiter=40)):
         cands = proposer.propose(ctx(space, TABLE, h, seed=seed), 3)
         assert len(cands) == 3
         for c in cands:
@@ -186,7 +186,7 @@ def test_nan_objectives_are_left_out_of_the_fit():
     bo = MultiFidelityBO(n_init=4, **FAST)
     assert bo.propose(ctx(SPACE3, TABLE, with_nan, seed=2), 2) == bo.propose(ctx(SPACE3, TABLE, h, seed=2), 2)
     assert bo.recommend(ctx(SPACE3, TABLE, with_nan, seed=2)) == bo.recommend(ctx(SPACE3, TABLE, h, seed=2))
-    gp = SingleFidelityGP(n_init=3, raw_samples=32, num_restarts=2, maxiter=20, fit_maxiter=30)
+    gp = SingleFidelityBO(n_init=3, raw_samples=32, num_restarts=2, maxiter=20, fit_maxiter=30)
     assert gp.propose(ctx(SPACE3, TABLE, with_nan, seed=2), 1) == gp.propose(ctx(SPACE3, TABLE, h, seed=2), 1)
 
 
@@ -201,7 +201,7 @@ def test_pool_mode_returns_only_free_pool_entries():
     h = history(pool.weights[observed], [pool.rungs[i] for i in observed], pending=pool.weights[[20, 21]], pending_rungs=pool.rungs[20:22])
     entries = {(canonical_weights(w), r) for w, r in zip(pool.weights, pool.rungs)}
     taken = {(canonical_weights(pool.weights[i]), pool.rungs[i]) for i in observed + [20, 21]}
-    for proposer in (MultiFidelityBO(n_init=4, **FAST), SingleFidelityGP(n_init=2)):
+    for proposer in (MultiFidelityBO(n_init=4, **FAST), SingleFidelityBO(n_init=2)):
         cands = proposer.propose(ctx(SPACE3, TABLE, h, seed=0, pool=pool), 5)
         keys = [(c.weights, c.rung) for c in cands]
         assert len(cands) == 5 and len(set(keys)) == 5

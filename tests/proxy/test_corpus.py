@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import write_domains
+from corpora import write_domains
 from mixsearch.proxy.corpus import Corpus, build_corpus, cache_root, split_documents
 from mixsearch.study import Domain
 

@@ -9,7 +9,8 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from mixsearch.propose.surrogate import DTYPE, as_inputs, fit_surrogate
+from mixsearch.propose.fidelity import DTYPE, as_inputs
+from mixsearch.propose.surrogate import fit_surrogate
 from mixsearch.report.heldout import MIN_TRIALS, loo_predictions, surrogate_loo
 from mixsearch.study import Budget, Domain, FidelityLadder, Rung, Study
 

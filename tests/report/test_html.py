@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from mixsearch.report import html, style
-from mixsearch.report.study import FigureBlock
+from mixsearch.report.gather import FigureBlock
 
 
 def test_cells_are_escaped_and_formatted():

@@ -1,4 +1,4 @@
-"""Tiny corpora the proxy tests write themselves: three domains in three file formats.
+"""Tiny corpora tests write themselves: three domains in three file formats.
 
 The domains differ in kind (prose, code, arithmetic) so a mixture visibly changes what a
 proxy learns, and they are small enough that building a corpus takes well under a
@@ -11,10 +11,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 
-from mixsearch.proxy.corpus import build_corpus
 from mixsearch.study import Domain
 
 WORDS = (
@@ -84,22 +81,3 @@ def write_domains(root: Path, scale: int = 1) -> list[Domain]:
         Domain("code", str(root / "code" / "*.jsonl")),
         Domain("math", str(root / "math" / "rows.parquet")),
     ]
-
-
-@pytest.fixture(scope="session")
-def tiny_domains(tmp_path_factory: pytest.TempPathFactory) -> list[Domain]:
-    return write_domains(tmp_path_factory.mktemp("text"))
-
-
-@pytest.fixture(scope="session")
-def tiny_corpus(tiny_domains: list[Domain], tmp_path_factory: pytest.TempPathFactory):
-    return build_corpus(tiny_domains, cache_dir=tmp_path_factory.mktemp("cache"), vocab_size=512, max_bytes_per_domain=60_000)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The proxy tests train real models; one thread keeps them predictable on shared CPUs.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -13,9 +13,7 @@ from matplotlib.figure import Figure
 from mixsearch import api
 from mixsearch.ledger import Ledger
 from mixsearch.report import study_report
-from mixsearch.report.study import (
-    StudyData,
-    collect,
+from mixsearch.report.figures import (
     cost_figure,
     curve_figure,
     domain_loss_figure,
@@ -24,6 +22,7 @@ from mixsearch.report.study import (
     progress_table,
     study_figures,
 )
+from mixsearch.report.gather import StudyData, collect
 from mixsearch.study import Budget, Domain, FidelityLadder, Objective, Rung, Study
 
 FIGURES = ("progress", "mixtures", "domain_losses", "cost", "heldout", "curves")

@@ -1,22 +1,17 @@
-"""The per-study report: gather a study's results, draw each figure, write the folder.
+"""The report's figures: progress, mixtures, domain losses, cost, laws, held-out error, curves.
 
-``study_report(opened, out)`` writes PNGs, ``trials.csv``, the export JSON the page
-was built from and one self-contained ``index.html``. Every figure is drawn from the
-ledger's table (``Ledger.to_dataframe``), the trials' training curves and the export
-document (recommendation, laws). A figure that has no data (one rung, no laws, only
-failed trials) becomes a note; a figure that fails to draw becomes a note naming the
-error. The report never crashes on a study's data.
+Each figure is drawn from a :class:`~mixsearch.report.gather.StudyData` and saved as a PNG; a
+figure with nothing to draw becomes a note, and one that fails to draw becomes a note
+naming the error: the report never crashes on a study's data.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,147 +21,11 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter
 
 from mixsearch.report import style
-from mixsearch.report.style import FLOPS, FRACTION, NATS, TOKENS, NothingToDraw, label_axes, new_figure, note, note_figure
-from mixsearch.study import Study
-
-if TYPE_CHECKING:
-    from mixsearch.api import OpenStudy
+from mixsearch.report.gather import FigureBlock, StudyData, one_line
+from mixsearch.report.style import FRACTION, NATS, TOKENS, NothingToDraw, label_axes, new_figure, note, note_figure
 
 MAX_MIXTURE_ROWS = 30  # per rung: beyond this a stacked-bar chart stops being readable
 MAX_CURVES = 200  # per rung
-
-
-@dataclass
-class StudyData:
-    """Everything the report draws, gathered once.
-
-    Attributes:
-        study: The study.
-        trials: The ledger's per-trial table (``Ledger.to_dataframe``): columns
-            ``trial_id, number, state, rung, objective, cost, seconds, finished,
-            w_<domain>..., loss_<domain>...``.
-        curves: Training curve per trial id, ``[(tokens_seen, train_loss), ...]``.
-        export: The export document (schema ``mixsearch.export/v1``): ``counts``,
-            ``best_per_rung``, ``recommendation``, ``laws``, ``laws_skipped``.
-        export_path: Where that document was written, if it was.
-        notes: Things the reader should know that no figure shows (a law fit that
-            failed, a recommendation that could not be made).
-    """
-
-    study: Study
-    trials: pd.DataFrame
-    curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
-    export: dict[str, Any] = field(default_factory=dict)
-    export_path: Path | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def domains(self) -> list[str]:
-        return self.study.domain_names
-
-    @property
-    def minimize(self) -> bool:
-        return self.study.objective.direction == "minimize"
-
-    @property
-    def loss_domains(self) -> list[str]:
-        """Domains with a loss column (evaluation domains may differ from training domains)."""
-        return [c[5:] for c in self.trials.columns if c.startswith("loss_")]
-
-    @property
-    def rungs(self) -> list[str]:
-        """Rung names in ladder order, then any rung seen in the ledger but not in the ladder."""
-        names = list(self.study.ladder.names)
-        if not self.trials.empty:
-            names += [r for r in dict.fromkeys(self.trials["rung"]) if r not in names]
-        return names
-
-    def done(self) -> pd.DataFrame:
-        """Done trials with a finite objective."""
-        if self.trials.empty:
-            return self.trials
-        obj = pd.to_numeric(self.trials["objective"], errors="coerce")
-        return self.trials[(self.trials["state"] == "done") & np.isfinite(obj)]
-
-    def cost_unit(self) -> str:
-        """FLOPs when every rung costs 6·N·D, else the study's own cost unit."""
-        if all(r.cost is None for r in self.study.ladder.rungs):
-            return FLOPS
-        return "cost units"
-
-    def objective_label(self) -> tuple[str, str | None]:
-        """(quantity, unit) for the objective axis."""
-        if self.minimize:
-            return "objective: mean validation loss", NATS
-        return "objective", None
-
-
-@dataclass(frozen=True)
-class FigureBlock:
-    """One figure of the report page.
-
-    Attributes:
-        key: File stem of its PNG (``progress`` -> ``progress.png``).
-        title: Heading on the page.
-        caption: What it shows and how to read it.
-        png: The PNG, when drawn.
-        note: Why it is missing or incomplete, when it is.
-        empty: True when the PNG only carries ``note`` (there was nothing to draw).
-    """
-
-    key: str
-    title: str
-    caption: str
-    png: Path | None = None
-    note: str | None = None
-    empty: bool = False
-
-
-# -- gathering -----------------------------------------------------------------------
-
-
-def collect(opened: "OpenStudy", out: Path | None = None) -> StudyData:
-    """Read a study's trials, curves, recommendation and laws.
-
-    The export document is built with :func:`mixsearch.api.export_study` (written into
-    ``out`` when given), so the report shows exactly what ``mixsearch study export``
-    would write. A law fit or recommendation that fails leaves a note, not an error.
-    """
-    study = opened.study
-    df = opened.ledger.to_dataframe(study.domain_names)
-    curves = {t.trial_id: [(float(a), float(b)) for a, b in t.curve] for t in opened.ledger.trials() if t.curve}
-    data = StudyData(study=study, trials=df, curves=curves)
-    data.export, data.export_path = _export(opened, data, out)
-    return data
-
-
-def _export(opened: "OpenStudy", data: StudyData, out: Path | None) -> tuple[dict[str, Any], Path | None]:
-    from mixsearch import api
-    from mixsearch.results import build_export
-
-    path = None if out is None else out / f"{opened.study.name}.export.json"
-    for with_laws in (True, False):
-        try:
-            written = api.export_study(opened, path, with_laws=with_laws) if path else None
-            if written is not None:
-                return json.loads(written.read_text()), written
-            break
-        except Exception as exc:  # noqa: BLE001 - a report must survive a failing fit
-            what = "fitting laws" if with_laws else "recommending"
-            data.notes.append(f"export failed while {what}: {type(exc).__name__}: {_one_line(exc)}")
-    try:
-        return build_export(opened.study, data.trials, None, opened.ledger.get_meta("snapshot"), with_laws=False), None
-    except Exception as exc:  # noqa: BLE001
-        data.notes.append(f"export failed: {type(exc).__name__}: {_one_line(exc)}")
-        return {}, None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""
-
-
-# -- figures -------------------------------------------------------------------------
 
 
 def progress_table(data: StudyData) -> pd.DataFrame:
@@ -596,7 +455,7 @@ def _draw(key: str, title: str, caption: str, build: Callable[[], Figure], out: 
     except NothingToDraw as empty:
         return FigureBlock(key, title, caption, style.save_png(note_figure(str(empty)), out / f"{key}.png"), str(empty), empty=True)
     except Exception as exc:  # noqa: BLE001 - one bad figure must not sink the report
-        msg = f"could not draw this figure: {type(exc).__name__}: {_one_line(exc)}"
+        msg = f"could not draw this figure: {type(exc).__name__}: {one_line(exc)}"
         data.notes.append(f"{title}: {msg}")
         _debug_trace()
         png = style.save_png(note_figure(msg), out / f"{key}.png")
@@ -609,32 +468,3 @@ def _debug_trace() -> None:
 
     if os.environ.get("MIXSEARCH_REPORT_DEBUG"):
         traceback.print_exc(file=sys.stderr)
-
-
-def study_report(opened: "OpenStudy", out: str | Path) -> Path:
-    """Write a study's report: PNGs, ``trials.csv``, the export JSON and ``index.html``.
-
-    Args:
-        opened: The study and its ledger (:func:`mixsearch.api.open_study`).
-        out: Output folder (created).
-
-    Returns:
-        Path of the HTML page.
-    """
-    from mixsearch.report.html import study_page
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    data = collect(opened, out)
-    blocks = study_figures(data, out)
-    if not data.trials.empty:
-        data.trials.to_csv(out / "trials.csv", index=False)
-    page = out / "index.html"
-    page.write_text(study_page(data, blocks, ledger_url=_safe_url(opened.ledger.url)), encoding="utf-8")
-    return page
-
-
-def _safe_url(url: str) -> str:
-    from mixsearch.ledger import _safe_url as hide
-
-    return hide(url)

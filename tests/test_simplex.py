@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mixsearch.propose import simplex
+from mixsearch import simplex
 from mixsearch.study import SearchSpace
 
 SPACES = [

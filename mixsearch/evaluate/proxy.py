@@ -1,19 +1,22 @@
-"""ProxyEvaluator: a candidate becomes a trained proxy GPT and its per-domain validation losses."""
+"""The ``proxy`` world: a candidate becomes a trained proxy GPT and its per-domain validation losses."""
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
+import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from mixsearch.candidate import Candidate, EvaluationError, TrialResult
+from mixsearch.candidate import Candidate, EvaluationError, Pool, TrialResult
 from mixsearch.proxy.corpus import DEFAULT_MAX_BYTES_PER_DOMAIN, DEFAULT_VOCAB_SIZE, Corpus, build_corpus
+from mixsearch.proxy.sources import DEMO_DOMAINS, user_files
 from mixsearch.proxy.train import ProxyRunResult, TrainConfig
 from mixsearch.study import Domain, Objective, Rung, StudyError
 
 if TYPE_CHECKING:
-    from mixsearch.propose.base import Pool
     from mixsearch.study import Study
 
 # Options that shape the corpus, options that shape training (TrainConfig fields), and
@@ -57,8 +60,22 @@ class ProxyEvaluator:
 
     @classmethod
     def from_study(cls, study: "Study") -> "ProxyEvaluator":
-        """The evaluator a study's ``evaluator`` spec describes."""
-        return cls(study.domains, study.objective, study.evaluator.options)
+        """The evaluator a study's ``evaluator`` spec describes, after checking what it needs.
+
+        Raises:
+            StudyError: a domain without a readable source, a rung without N and D, an
+                unknown option, or an objective on a metric proxies do not report.
+        """
+        for i, d in enumerate(study.domains):
+            check_source(d, i)
+        for i, r in enumerate(study.ladder.rungs):
+            if r.n_params is None or r.tokens is None:
+                raise StudyError(f"ladder.rungs[{i}]", "a proxy rung needs n_params and tokens")
+        if study.objective.metric is not None:
+            raise StudyError("objective.metric", f"proxies report validation losses, not {study.objective.metric!r}; use the default Objective or domain_weights")
+        # Sources may be given as paths; the corpus (and its hash) reads strings.
+        domains = tuple(Domain(d.name, os.fspath(d.source)) for d in study.domains)
+        return cls(domains, study.objective, study.evaluator.options)
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -99,7 +116,7 @@ class ProxyEvaluator:
         train = json.dumps(settings, sort_keys=True, default=str)
         return f"{self.corpus.hash}-{hashlib.sha256(train.encode()).hexdigest()[:8]}"
 
-    def pool(self) -> "Pool | None":
+    def pool(self) -> Pool | None:
         """Any mixture can be trained: no pool."""
         return None
 
@@ -198,3 +215,31 @@ class ProxyEvaluator:
         state = dict(self.__dict__)
         state["_corpus"] = None
         return state
+
+
+def check_source(domain: Domain, i: int) -> None:
+    """Raise a StudyError naming ``domains[i].source`` unless the domain's text can be found.
+
+    A demo domain must be one of :data:`DEMO_DOMAINS`; a folder, file or glob must name at
+    least one ``.txt``, ``.jsonl`` or ``.parquet`` file (their contents are read, and
+    checked, when the corpus is built).
+
+    Args:
+        domain: The domain.
+        i: Its index in the study's domains (for the field name).
+    """
+    where = f"domains[{i}].source"
+    if domain.source is None:
+        raise StudyError(where, f"domain {domain.name!r} has no source (a folder, glob or 'demo:<name>')")
+    src = os.fspath(domain.source)
+    if src.startswith("demo:"):
+        if src[5:] not in DEMO_DOMAINS:
+            raise StudyError(where, f"unknown demo domain {src[5:]!r}; known: {', '.join(DEMO_DOMAINS)}")
+        return
+    p = Path(src).expanduser()
+    if not (p.is_dir() or p.is_file() or glob.glob(str(p), recursive=True)):
+        raise StudyError(where, f"no data found for domain {domain.name!r} at {src!r}")
+    try:
+        user_files(src)
+    except ValueError as exc:
+        raise StudyError(where, f"domain {domain.name!r}: {str(exc).removeprefix('source: ')}") from None

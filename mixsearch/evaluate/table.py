@@ -1,9 +1,9 @@
-"""The table oracle: published runs replayed as a world (and as the ``table`` Evaluator).
+"""The ``table`` world: published runs replayed.
 
-:class:`TableOracle` reads a run table CSV (format in ``docs/tables.md``): columns
+:class:`TableEvaluator` reads a run table CSV (format in ``docs/tables.md``): columns
 ``w_<domain>``, ``fidelity``, ``cost``, ``objective`` and optional ``loss_<domain>``.
-Proposers may only pick (mixture, fidelity) pairs present in the table (pool mode), and a
-real study can run on a table through the same class.
+Proposers may only pick (mixture, fidelity) pairs present in the table (pool mode); a
+mixture the table does not hold is recorded as failed.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import pandas as pd
 
-from mixsearch.candidate import Candidate, EvaluationError, TrialResult
-from mixsearch.propose.base import Pool
+from mixsearch.candidate import Candidate, EvaluationError, Pool, TrialResult
+from mixsearch.csvfile import read_csv
+from mixsearch.evaluate.base import check_options
 from mixsearch.study import FidelityLadder, Rung, SearchSpace
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 WEIGHT_PREFIX = "w_"
 LOSS_PREFIX = "loss_"
 REQUIRED_COLUMNS = ("fidelity", "cost", "objective")
+OPTIONS = ("path", "target")
 SUM_TOLERANCE = 1e-3
 # A proposed mixture matches a table row when no weight differs by more than this
 # (table weights are often printed to 3 decimals; candidates are rounded to 6).
@@ -71,13 +73,9 @@ def read_table(path: str | Path) -> RunTable:
     Raises:
         ValueError: one line naming the file and the offending column (and row).
     """
-    p = Path(path)
-    if not p.is_file():
+    if not Path(path).is_file():
         raise ValueError(f"{path}: table file not found")
-    try:
-        df = pd.read_csv(p, dtype={"fidelity": str})
-    except Exception as exc:  # noqa: BLE001 - any parse failure is the file's fault
-        raise ValueError(f"{path}: cannot read as CSV: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    df = read_csv(path, dtype={"fidelity": str})
     wcols = [c for c in df.columns if c.startswith(WEIGHT_PREFIX)]
     if len(wcols) < 2:
         raise ValueError(f"{path}: need at least two weight columns named 'w_<domain>', found {len(wcols)}")
@@ -146,8 +144,8 @@ def _merge_duplicates(domains: tuple[str, ...], w: np.ndarray, fid: np.ndarray, 
     return RunTable(domains, weights, fid[first], mean(numeric["cost"]), mean(numeric["objective"]), losses)
 
 
-class TableOracle:
-    """Replays a run table: the ``table`` evaluator of studies and an oracle of the harness.
+class TableEvaluator:
+    """Replays a run table: the ``table`` world of studies (and of the bench).
 
     Args:
         path: The table CSV.
@@ -171,27 +169,30 @@ class TableOracle:
     # -- Evaluator protocol ------------------------------------------------------------
 
     @classmethod
-    def from_study(cls, study: "Study") -> "TableOracle":
+    def from_study(cls, study: "Study") -> "TableEvaluator":
         """The table evaluator of a study (``evaluator.options``: ``path``, optional ``target``)."""
         opts = dict(study.evaluator.options)
-        unknown = sorted(set(opts) - {"path", "target"})
-        if unknown:
-            raise ValueError(f"evaluator.options.{unknown[0]}: unknown option of the table evaluator; known: path, target")
-        if not opts.get("path"):
-            raise ValueError("evaluator.options.path: a table evaluator needs the table CSV path")
+        check_options(opts, OPTIONS, "table")
+        path = opts.get("path")
+        if not isinstance(path, (str, Path)) or not str(path):
+            raise ValueError(f"evaluator.options.path: a table evaluator needs the table CSV path, got {path!r}")
+        if not Path(path).is_file():
+            raise ValueError(f"evaluator.options.path: table file not found: {str(path)!r}")
+        if study.objective.metric is not None:
+            raise ValueError("objective.metric: a table study optimises the table's objective column; remove metric")
         if study.objective.domain_weights:
             # The table's objective column is what was measured; a reweighting of per-domain
             # losses the table may not even hold would silently not happen.
             raise ValueError("objective.domain_weights: a table study optimises the table's objective column; remove domain_weights (or build the objective column you want into the table)")
-        oracle = cls(opts["path"], opts.get("target"), study.domain_names)
-        oracle.prepare()
+        table = cls(path, opts.get("target"), study.domain_names)
+        table.prepare()
         if study.objective.direction != "minimize":
-            raise ValueError(f"{oracle.path}: table objectives are minimised; negate accuracies in the table and use Objective(direction='minimize')")
-        labels = set(oracle.ladder.names)
+            raise ValueError(f"{table.path}: table objectives are minimised; negate accuracies in the table and use Objective(direction='minimize')")
+        labels = set(table.ladder.names)
         for r in study.ladder.rungs:
             if r.name not in labels:
-                raise ValueError(f"{oracle.path}: study rung {r.name!r} is not a fidelity in the table; labels: {', '.join(oracle.ladder.names)}")
-        return oracle
+                raise ValueError(f"{table.path}: study rung {r.name!r} is not a fidelity in the table; labels: {', '.join(table.ladder.names)}")
+        return table
 
     def prepare(self) -> None:
         """Read and validate the table (idempotent)."""
@@ -279,39 +280,6 @@ class TableOracle:
         shown = ", ".join(f"{x:.4f}" for x in weights)
         raise KeyError(f"{self.path}: mixture ({shown}) is not in the table at fidelity {rung!r}")
 
-    def lookup(self, weights: Sequence[float], rung: str) -> float:
-        """Objective of a mixture at a fidelity.
-
-        Raises:
-            KeyError: the pair is not in the table.
-        """
-        return float(self.table.objective[self._row(weights, rung)])
-
-    # -- BenchOracle -------------------------------------------------------------------
-
-    def observe(self, weights: Sequence[float], rung: str, seed: int) -> tuple[float, float]:
-        """``(objective, cost)`` of a table run (``seed`` is ignored: a table replays one run)."""
-        i = self._row(weights, rung)
-        return float(self.table.objective[i]), float(self.table.cost[i])
-
-    def _target_rows(self) -> np.ndarray:
+    def target_rows(self) -> np.ndarray:
+        """Row indices of the target fidelity."""
         return np.flatnonzero(self.table.fidelity == self.ladder.target.name)
-
-    def target_value(self, weights: Sequence[float]) -> float:
-        """Target objective of the target-fidelity mixture nearest to ``weights`` (Euclidean)."""
-        idx = self._target_rows()
-        d = np.linalg.norm(self.table.weights[idx] - np.asarray(weights, dtype=float)[None, :], axis=1)
-        return float(self.table.objective[idx[int(np.argmin(d))]])
-
-    def best_target(self) -> float:
-        """Smallest objective at the target fidelity."""
-        return float(self.table.objective[self._target_rows()].min())
-
-    def objective_range(self) -> float:
-        """Largest minus smallest objective at the target fidelity."""
-        y = self.table.objective[self._target_rows()]
-        return float(y.max() - y.min())
-
-    def target_run_cost(self) -> float:
-        """Mean cost of a run at the target fidelity."""
-        return float(self.ladder.target.run_cost)

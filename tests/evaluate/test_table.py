@@ -1,4 +1,4 @@
-"""The table oracle: validation, lookup, duplicates, the Evaluator protocol, snapshots."""
+"""The table world: validation, lookup, duplicates, the Evaluator protocol, snapshots."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mixsearch import Budget, Domain, EvaluatorSpec, FidelityLadder, Rung, Study
-from mixsearch.bench.table_oracle import TableOracle, read_table
+from mixsearch.evaluate.table import TableEvaluator, read_table
 from mixsearch.candidate import Candidate, EvaluationError
 from mixsearch.evaluate import Evaluator, make_evaluator
 
@@ -17,27 +17,27 @@ from mixsearch.evaluate import Evaluator, make_evaluator
 # -- table: reading and validation -------------------------------------------------------
 
 
+def _objective(ev, w, rung, cost):
+    return ev.evaluate(Candidate(tuple(w), rung), Rung(rung, cost=cost)).objective
+
+
 def test_table_ladder_pool_and_lookup(tiny_table, objective_fn):
-    o = TableOracle(tiny_table)
+    o = TableEvaluator(tiny_table)
     assert o.domains == ("a", "b", "c")
     assert o.ladder.names == ["small", "big"] and o.ladder.target.name == "big"
-    assert o.ladder.rung("small").run_cost == 1.0 and o.target_run_cost() == 8.0
+    assert o.ladder.rung("small").run_cost == 1.0 and o.ladder.target.run_cost == 8.0
     pool = o.pool()
     assert pool.weights.shape == (48, 3) and pool.rungs.count("big") == 24
     w = pool.weights[pool.rungs.index("big")]
-    assert o.lookup(w, "big") == pytest.approx(objective_fn(w[None, :], 1.0)[0])
-    big = pool.weights[[r == "big" for r in pool.rungs]]
-    y = objective_fn(big, 1.0)
-    assert o.best_target() == pytest.approx(y.min())
-    assert o.objective_range() == pytest.approx(y.max() - y.min())
-    # A recommendation off the pool is scored as its nearest target mixture.
-    assert o.target_value(big[int(np.argmin(y))] + 1e-3) == pytest.approx(y.min())
-    with pytest.raises(KeyError, match="not in the table"):
-        o.lookup([0.2, 0.2, 0.6], "big")
+    assert _objective(o, w, "big", 8.0) == pytest.approx(objective_fn(w[None, :], 1.0)[0])
+    big = o.table.weights[o.target_rows()]
+    assert len(big) == 24
+    with pytest.raises(EvaluationError, match="not in the table"):
+        _objective(o, [0.2, 0.2, 0.6], "big", 8.0)
 
 
 def test_target_option_drops_costlier_labels(tiny_table):
-    o = TableOracle(tiny_table, target="small")
+    o = TableEvaluator(tiny_table, target="small")
     assert o.ladder.names == ["small"] and o.ladder.target.name == "small"
     assert set(o.pool().rungs) == {"small"}
 
@@ -49,9 +49,9 @@ def test_duplicate_rows_are_averaged(tmp_path):
     df.to_csv(tmp_path / "t.csv", index=False)
     t = read_table(tmp_path / "t.csv")
     assert len(t.objective) == 2
-    o = TableOracle(tmp_path / "t.csv")
-    assert o.lookup([0.5, 0.5], "x") == pytest.approx(1.5)
-    assert o.observe([0.5, 0.5], "x", 0) == (pytest.approx(1.5), pytest.approx(2.0))
+    o = TableEvaluator(tmp_path / "t.csv")
+    res = o.evaluate(Candidate((0.5, 0.5), "x"), Rung("x", cost=2.0))
+    assert (res.objective, res.cost) == (pytest.approx(1.5), pytest.approx(2.0))
 
 
 def _write(tmp_path, **changes):
@@ -84,16 +84,16 @@ def _write(tmp_path, **changes):
 def test_table_errors_name_file_and_column(tmp_path, changes, message):
     path = _write(tmp_path, **changes)
     with pytest.raises(ValueError, match=message) as info:
-        TableOracle(path).prepare()
+        TableEvaluator(path).prepare()
     text = str(info.value)
     assert text.startswith(str(path)) and "\n" not in text
 
 
 def test_missing_file_and_unknown_target(tmp_path, tiny_table):
     with pytest.raises(ValueError, match="table file not found"):
-        TableOracle(tmp_path / "nope.csv").prepare()
+        TableEvaluator(tmp_path / "nope.csv").prepare()
     with pytest.raises(ValueError, match="target fidelity '1B' is not in the table; labels: small, big"):
-        TableOracle(tiny_table, target="1B").prepare()
+        TableEvaluator(tiny_table, target="1B").prepare()
 
 
 # -- table: the Evaluator protocol --------------------------------------------------------
@@ -109,27 +109,27 @@ def _table_study(path, rungs=("small", "big")):
     )
 
 
-def test_table_oracle_is_the_table_evaluator(tmp_path, table_writer):
+def test_a_table_study_builds_the_table_evaluator(tmp_path, table_writer):
     path = table_writer(tmp_path / "t.csv", losses=True)
     ev = make_evaluator(_table_study(path))
-    assert isinstance(ev, TableOracle) and isinstance(ev, Evaluator)
+    assert isinstance(ev, TableEvaluator) and isinstance(ev, Evaluator)
     ev.prepare()
     sid = ev.snapshot_id()
-    assert sid.startswith("table-") and sid == TableOracle(path).snapshot_id()
+    assert sid.startswith("table-") and sid == TableEvaluator(path).snapshot_id()
     pool = ev.pool()
     w = pool.weights[0]
     res = ev.evaluate(Candidate(tuple(w), pool.rungs[0]), Rung(pool.rungs[0], cost=1.0))
-    assert res.objective == pytest.approx(ev.lookup(w, pool.rungs[0]))
+    assert res.objective == pytest.approx(ev.table.objective[0])
     assert res.cost == 1.0 and res.finite
     assert set(res.domain_losses) == {"a", "b", "c"}
     with pytest.raises(EvaluationError, match="not in the table"):
         ev.evaluate(Candidate((0.9, 0.05, 0.05), "big"), Rung("big", cost=8.0))
     clone = pickle.loads(pickle.dumps(ev))
-    assert clone.lookup(w, pool.rungs[0]) == ev.lookup(w, pool.rungs[0])
+    assert _objective(clone, w, pool.rungs[0], 1.0) == res.objective
 
 
 def test_evaluator_without_loss_columns_reports_the_objective(tiny_table):
-    ev = TableOracle(tiny_table)
+    ev = TableEvaluator(tiny_table)
     w = ev.pool().weights[0]
     res = ev.evaluate(Candidate(tuple(w), "small"), Rung("small", cost=1.0))
     assert res.domain_losses == {"objective": res.objective}
@@ -137,10 +137,26 @@ def test_evaluator_without_loss_columns_reports_the_objective(tiny_table):
 
 def test_study_rung_missing_from_table(tiny_table):
     with pytest.raises(ValueError, match="study rung 'medium' is not a fidelity in the table"):
-        TableOracle.from_study(_table_study(tiny_table, rungs=("small", "medium")))
+        TableEvaluator.from_study(_table_study(tiny_table, rungs=("small", "medium")))
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({}, "evaluator.options.path: a table evaluator needs the table CSV path"),
+        ({"path": 3}, "evaluator.options.path: a table evaluator needs the table CSV path, got 3"),
+        ({"path": "/no/such.csv"}, "evaluator.options.path: table file not found"),
+        ({"path": "x", "colour": "red"}, "evaluator.options.colour: unknown option of the table evaluator"),
+    ],
+)
+def test_bad_table_options_name_the_field(tiny_table, options, message):
+    study = _table_study(tiny_table)
+    bad = Study(**{**study.__dict__, "evaluator": EvaluatorSpec("table", options)})
+    with pytest.raises(ValueError, match=message):
+        TableEvaluator.from_study(bad)
 
 
 def test_snapshot_changes_with_content(tmp_path, table_writer):
-    a = TableOracle(table_writer(tmp_path / "a.csv", seed=0)).snapshot_id()
-    b = TableOracle(table_writer(tmp_path / "b.csv", seed=1)).snapshot_id()
+    a = TableEvaluator(table_writer(tmp_path / "a.csv", seed=0)).snapshot_id()
+    b = TableEvaluator(table_writer(tmp_path / "b.csv", seed=1)).snapshot_id()
     assert a != b

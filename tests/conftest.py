@@ -1,4 +1,5 @@
-"""Small run tables the bench tests write for themselves (never the published data)."""
+"""Fixtures every test folder shares: tiny run tables and tiny text corpora the tests write
+for themselves (never the published data), and one torch thread per test."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+
+from corpora import write_domains
+from mixsearch.proxy.corpus import build_corpus
+from mixsearch.study import Domain
 
 DOMAINS = ("a", "b", "c")
 
@@ -49,3 +55,23 @@ def table_writer():
 @pytest.fixture
 def objective_fn():
     return tiny_objective
+
+
+@pytest.fixture(scope="session")
+def tiny_domains(tmp_path_factory: pytest.TempPathFactory) -> list[Domain]:
+    return write_domains(tmp_path_factory.mktemp("text"))
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tiny_domains: list[Domain], tmp_path_factory: pytest.TempPathFactory):
+    return build_corpus(tiny_domains, cache_dir=tmp_path_factory.mktemp("cache"), vocab_size=512, max_bytes_per_domain=60_000)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tests train real models and fit GPs on 2 shared cores: one thread keeps them
+    # predictable (extra threads only add synchronisation on tiny matrices).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,4 +1,4 @@
-"""ProxyEvaluator: from a study to TrialResults, batched packs, pickling, option errors."""
+"""The proxy world: from a study to TrialResults, batched packs, pickling, option errors."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 
 from mixsearch.candidate import Candidate, EvaluationError, TrialResult
 from mixsearch.evaluate import Evaluator, make_evaluator
-from mixsearch.proxy.evaluator import ProxyEvaluator
-from mixsearch.study import Budget, EvaluatorSpec, FidelityLadder, Objective, Rung, Study, StudyError, validate
+from mixsearch.evaluate.proxy import ProxyEvaluator
+from mixsearch.study import Budget, EvaluatorSpec, FidelityLadder, Objective, Rung, Study, StudyError
+from mixsearch.studyfile import validate
 
 RUNG = Rung("xs", n_params=50_000, tokens=4096)
 

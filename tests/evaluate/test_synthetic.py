@@ -1,0 +1,118 @@
+"""The synthetic world: an optimum that shifts with scale, per-domain losses, seeded noise, pool mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from mixsearch import Budget, Domain, EvaluatorSpec, FidelityLadder, Rung, Study
+from mixsearch.candidate import Candidate, EvaluationError
+from mixsearch.evaluate import make_evaluator
+from mixsearch.evaluate.synthetic import SYNTHETIC_RUNGS, SYNTHETIC_WORLDS, SyntheticEvaluator, default_ladder
+from mixsearch.study import Objective, StudyError
+
+SMALL, TARGET = SYNTHETIC_RUNGS[0], SYNTHETIC_RUNGS[-1]
+
+
+def test_synthetic_optimum_shifts_with_scale():
+    o = SyntheticEvaluator("mixing-shift")
+    w_small, _ = o.optimum(SMALL)
+    w_target, v_target = o.optimum(TARGET)
+    span = o.worst(TARGET) - v_target
+    assert np.abs(w_small - w_target).sum() > 0.2
+    # The small proxy's optimum is good but measurably off at the target: informative, biased.
+    regret = o.true_objective(w_small, TARGET)[0] - v_target
+    assert 0.01 * span < regret < 0.2 * span
+    # The optimum really is optimal: no random mixture beats it.
+    x = np.random.default_rng(1).dirichlet(np.ones(6), 5000)
+    assert o.true_objective(x, TARGET).min() >= v_target - 1e-9
+    # Proxy and target rank mixtures alike, but not identically.
+    rho = spearmanr(o.true_objective(x, SMALL), o.true_objective(x, TARGET))[0]
+    assert 0.6 < rho < 0.95
+
+
+def test_static_world_optimum_does_not_shift():
+    o = SyntheticEvaluator("mixing-static")
+    assert np.abs(o.optimum(SMALL)[0] - o.optimum(TARGET)[0]).sum() < 1e-3
+
+
+def test_noise_is_deterministic_seeded_and_per_domain():
+    o = SyntheticEvaluator("mixing-shift")
+    w = tuple(np.full(6, 1 / 6))
+    r0 = o.evaluate(Candidate(w, SMALL.name, 0), SMALL)
+    assert o.evaluate(Candidate(w, SMALL.name, 0), SMALL).objective == r0.objective
+    assert o.evaluate(Candidate(w, SMALL.name, 1), SMALL).objective != r0.objective
+    assert set(r0.domain_losses) == set(SYNTHETIC_WORLDS["mixing-shift"].domains)
+    assert r0.objective == pytest.approx(np.mean(list(r0.domain_losses.values())))
+    assert r0.cost == pytest.approx(6 * 25e6 * 500e6)
+    assert abs(r0.objective - o.true_objective(np.array(w), SMALL)[0]) < 0.05
+    assert SyntheticEvaluator("mixing-shift", noise=0.0).evaluate(Candidate(w, SMALL.name), SMALL).objective == pytest.approx(o.true_objective(np.array(w), SMALL)[0])
+
+
+def test_domain_order_follows_the_study():
+    world = SYNTHETIC_WORLDS["mixing-shift"].domains
+    flipped = tuple(reversed(world))
+    a = SyntheticEvaluator("mixing-shift", noise=0.0)
+    b = SyntheticEvaluator("mixing-shift", domains=flipped, noise=0.0)
+    w = np.random.default_rng(0).dirichlet(np.ones(6))
+    ra = a.evaluate(Candidate(tuple(w), SMALL.name), SMALL)
+    rb = b.evaluate(Candidate(tuple(w[::-1]), SMALL.name), SMALL)
+    for d in world:
+        assert ra.domain_losses[d] == pytest.approx(rb.domain_losses[d], rel=1e-5)
+
+
+def test_pool_mode():
+    ladder = default_ladder("mixing-shift")
+    o = SyntheticEvaluator("mixing-shift", pool=16, seed=3, rungs=ladder.names)
+    pool = o.pool()
+    assert pool is not None and pool.weights.shape == (64, 6)
+    assert set(pool.rungs) == {"25M", "50M", "100M", "200M"}
+    y = o.true_objective(o.pool_mixtures, TARGET)
+    assert o.optimum(TARGET)[1] == pytest.approx(y.min())
+    with pytest.raises(EvaluationError, match="not in the pool"):
+        o.evaluate(Candidate(tuple(np.full(6, 1 / 6)), "25M"), SMALL)
+
+
+def _study(**options) -> Study:
+    return Study(
+        name="syn",
+        domains=tuple(Domain(d) for d in SYNTHETIC_WORLDS["mixing-shift"].domains),
+        ladder=FidelityLadder((Rung("1M", 1_000_000, 20_000_000),), Rung("1B", 1_000_000_000, 20_000_000_000)),
+        budget=Budget(max_trials=3),
+        evaluator=EvaluatorSpec("synthetic", options),
+    )
+
+
+def test_a_study_names_its_world_and_any_ladder():
+    ev = make_evaluator(_study(world="mixing-shift", noise=0.01))
+    assert isinstance(ev, SyntheticEvaluator) and ev.pool() is None
+    res = ev.evaluate(Candidate(tuple(np.full(6, 1 / 6)), "1M"), Rung("1M", 1_000_000, 20_000_000))
+    assert res.finite and res.metrics["n_params"] == 1_000_000
+    assert ev.snapshot_id() != make_evaluator(_study(world="mixing-shift", noise=0.02)).snapshot_id()
+
+
+@pytest.mark.parametrize(
+    "options, field, message",
+    [
+        ({}, "evaluator.options.world", "name the synthetic world"),
+        ({"world": "nope"}, "evaluator.options.world", "unknown synthetic world 'nope'"),
+        ({"world": "mixing-shift", "noise": -0.1}, "evaluator.options.noise", "must be a number >= 0"),
+        ({"world": "mixing-shift", "pool": 1}, "evaluator.options.pool", "must be an integer >= 2"),
+        ({"world": "mixing-shift", "seed": "x"}, "evaluator.options.seed", "must be an integer"),
+        ({"world": "mixing-shift", "colour": 1}, "evaluator.options.colour", "unknown option of the synthetic evaluator"),
+    ],
+)
+def test_bad_options_name_the_field(options, field, message):
+    with pytest.raises(StudyError, match=message) as info:
+        make_evaluator(_study(**options), "studies/syn.py")
+    assert info.value.field == field and info.value.source == "studies/syn.py"
+
+
+def test_domains_must_be_the_worlds():
+    study = _study(world="mixing-shift")
+    wrong = Study(**{**study.__dict__, "domains": tuple(Domain(d) for d in ("a", "b", "c", "d", "e", "f")), "space": None})
+    with pytest.raises(StudyError, match="the 'mixing-shift' world has domains web, code"):
+        make_evaluator(wrong)
+    with pytest.raises(StudyError, match="objective.metric"):
+        make_evaluator(Study(**{**study.__dict__, "objective": Objective(metric="accuracy")}))
