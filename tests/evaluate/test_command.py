@@ -620,10 +620,9 @@ def test_the_evaluator_meets_the_protocol_and_survives_pickling(tmp_path):
     assert [x["attempt"] for x in json.loads((Path(a.metrics["trial_dir"]) / "status.json").read_text())["attempts"]] == [1, 2]
 
 
-def bad(key_value: dict, tmp_path: Path) -> StudyError:
-    study = make_study(options=key_value)
+def refused(options: dict) -> StudyError:
     with pytest.raises(StudyError) as info:
-        make_evaluator(study, "studies/mine.py")
+        make_evaluator(make_study(options=options), "studies/mine.py")
     return info.value
 
 
@@ -653,12 +652,12 @@ def bad(key_value: dict, tmp_path: Path) -> StudyError:
 )
 def test_bad_options_are_one_line_naming_the_option_and_the_file(tmp_path, monkeypatch, options, field, text):
     monkeypatch.chdir(tmp_path)
-    err = bad(options, tmp_path)
+    err = refused(options)
     assert err.field == field and text in err.message
     assert err.line().startswith(f"studies/mine.py: {field}: ") and "\n" not in err.line()
 
 
-def test_n_and_d_placeholders_need_rungs_that_have_them(tmp_path):
+def test_n_and_d_placeholders_need_rungs_that_have_them():
     study = make_study(options={"command": "train --tokens {D}"})
     study = Study(**{**study.__dict__, "ladder": FidelityLadder((Rung("1k-steps", cost=1.0),), Rung("1k-steps", cost=1.0))})
     with pytest.raises(StudyError) as info:
