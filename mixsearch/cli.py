@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from mixsearch.interrupt import StudyInterrupted
 from mixsearch.ledger import LedgerError
@@ -30,6 +31,14 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 USER_ERRORS = (StudyError, LedgerError, ValueError, FileNotFoundError, KeyError, PermissionError)
+
+
+def _error(message: str) -> None:
+    """One line on stderr: ``error: <message>``, the message printed as it is (a field name
+    such as ``c[web]`` would otherwise read as Rich markup and vanish)."""
+    line = Text("error: ", style="red")
+    line.append(message)
+    err_console.print(line, highlight=False, soft_wrap=True)
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -51,10 +60,10 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(130) from None
         except USER_ERRORS as exc:
             msg = exc.line() if isinstance(exc, StudyError) else str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            err_console.print(f"[red]error:[/red] {msg}", highlight=False, soft_wrap=True)
+            _error(msg)
             raise typer.Exit(2) from None
         except OSError as exc:
-            err_console.print(f"[red]error:[/red] {exc.filename or ''}: {exc.strerror or exc}", highlight=False, soft_wrap=True)
+            _error(f"{exc.filename or ''}: {exc.strerror or exc}")
             raise typer.Exit(2) from None
 
     return wrapper

@@ -190,6 +190,9 @@ class TrialLoop:
 
     def run(self) -> RunSummary:
         """Claim, submit and tell until the budget is spent or nothing is left to run."""
+        # A stop requested by an earlier loop in this process (Ctrl-C) stays set until then, so
+        # trials it left running keep stopping even after a second Ctrl-C cut the wait short.
+        clear_stop()
         self._prepare()
         self.executor.start(self.evaluator)
         reason = "finished"
@@ -228,7 +231,6 @@ class TrialLoop:
             raise StudyInterrupted(self.study.name, self.interrupted) from None
         finally:
             self.executor.shutdown()
-            clear_stop()
         self._report()
         spent, _ = self.spent(self.ledger.trials())
         return RunSummary(self.ledger.counts(), spent, time.time() - self._start, reason, self.recommend())

@@ -370,3 +370,91 @@ def test_unwritable_ledger_path_is_one_line_and_writes_nothing(tmp_path, storage
     line = one_error_line(cli("study", "start", str(study), "--quiet", "--storage", storage.format(tmp=tmp_path), cwd=tmp_path))
     assert "ledger" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no runs/, no fits/
+
+
+# -- Ctrl-C -------------------------------------------------------------------------------
+
+
+def _proxy_study(folder: Path) -> Path:
+    """A proxy study on tiny text whose trials take a few seconds (many small steps)."""
+    from corpora import write_domains
+
+    domains = write_domains(folder / "text")
+    study = folder / "ctrlc.py"
+    study.write_text(
+        textwrap.dedent(
+            f"""
+            from mixsearch import Budget, Domain, EvaluatorSpec, FidelityLadder, ProposerSpec, Rung, Study
+            study = Study(
+                name="ctrlc",
+                domains=({', '.join(f'Domain({d.name!r}, {d.source!r})' for d in domains)},),
+                ladder=FidelityLadder((Rung("xs", 20_000, 80_000),), target=Rung("t", 10**8, 10**10)),
+                budget=Budget(max_trials=3),
+                proposer=ProposerSpec("random"),
+                evaluator=EvaluatorSpec("proxy", {{"device": "cpu", "seq_len": 32, "batch_size": 8, "eval_tokens": 512,
+                                                  "vocab_size": 512, "max_bytes_per_domain": 60_000, "cache_dir": {str(folder / 'cache')!r}}}),
+            )
+            """
+        )
+    )
+    return study
+
+
+def _wait_running(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    path = Path(url[len("sqlite:///") :])
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if path.exists():
+            try:
+                led = Ledger(url, create=False)
+                running = led.counts()[RUNNING]
+                led.dispose()
+                if running:
+                    return
+            except LedgerError:
+                pass
+        time.sleep(0.05)
+    raise AssertionError(f"no trial started: {proc.communicate(timeout=5)}")
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_running_trial_and_gives_it_back(tmp_path):
+    study = _proxy_study(tmp_path)
+    url = f"sqlite:///{tmp_path / 'runs' / 'ctrlc' / 'ledger.sqlite'}"
+    proc = subprocess.Popen([sys.executable, "-m", "mixsearch.cli", "study", "start", str(study), "--quiet", "--no-export"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_running(url, proc)
+    t0 = time.time()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert time.time() - t0 < 20  # stopped at the next step, not at the end of the trial
+    assert "interrupted: 1 running trial back to pending" in err and "mixsearch study resume ctrlc" in err
+    assert "Traceback" not in err
+    led = Ledger(url, create=False)
+    trials = led.trials()
+    led.dispose()
+    assert not [t for t in trials if t.state in (RUNNING, FAILED)]
+    back = [t for t in trials if t.state == PENDING]
+    assert len(back) == 1 and back[0].attempts == 0  # the interrupted attempt is not counted
+    resumed = cli("study", "resume", "ctrlc", "--quiet", "--no-export", cwd=tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    led = Ledger(url, create=False)
+    assert led.counts()[DONE] == 3 and led.get(back[0].trial_id).state == DONE
+    led.dispose()
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_exits_at_once(tmp_path):
+    study = _proxy_study(tmp_path)
+    url = f"sqlite:///{tmp_path / 'runs' / 'ctrlc' / 'ledger.sqlite'}"
+    proc = subprocess.Popen([sys.executable, "-m", "mixsearch.cli", "study", "start", str(study), "--quiet", "--no-export"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_running(url, proc)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    t0 = time.time()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and time.time() - t0 < 15, err[-2000:]
+    led = Ledger(url, create=False)
+    assert led.counts()[RUNNING] == 0 and led.counts()[FAILED] == 0
+    led.dispose()

@@ -75,8 +75,9 @@ def make_evaluator(study: "Study", source: str | None = None) -> Evaluator:
     module_name, _, attr = path.partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise StudyError("evaluator.kind", f"cannot load {kind!r}: {type(exc).__name__}: {exc}", source) from None
+    except Exception as exc:  # noqa: BLE001 - a user's module may fail to import in any way
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise StudyError("evaluator.kind", f"cannot load {kind!r}: {type(exc).__name__}: {text}", source) from None
     try:
         if kind in EVALUATORS:
             return cls.from_study(study)

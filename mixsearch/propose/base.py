@@ -201,8 +201,9 @@ def make_proposer(spec: ProposerSpec | str, **overrides: Any) -> Proposer:
     module_name, _, attr = path.partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"proposer.name: cannot load {spec.name!r} ({path}): {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - a user's module may fail to import in any way
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ValueError(f"proposer.name: cannot load {spec.name!r} ({path}): {type(exc).__name__}: {text}") from exc
     options = {**dict(spec.options), **overrides}
     try:
         return cls(**options)

@@ -1,4 +1,5 @@
-"""One conformance suite for every world behind the Evaluator protocol.
+"""One conformance suite for every world behind the Evaluator protocol (proxy, table,
+synthetic, pooled synthetic, and the user's own command).
 
 Each world is built from a study, as ``mixsearch study start`` builds it, and must keep the
 same contract: prepare is idempotent; the snapshot id is a stable string that survives a
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -24,7 +26,7 @@ from mixsearch.evaluate.synthetic import SYNTHETIC_WORLDS
 from mixsearch.study import Budget, Domain, EvaluatorSpec, FidelityLadder, Objective, Rung, Study
 from mixsearch.studyfile import validate
 
-WORLDS = ("proxy", "table", "synthetic", "synthetic-pool")
+WORLDS = ("proxy", "table", "synthetic", "synthetic-pool", "command")
 
 
 @dataclass
@@ -72,6 +74,31 @@ def _synthetic(pool: int | None) -> World:
     return World(study, pooled=bool(pool))
 
 
+# The user's own trainer: reads candidate.json, writes per-domain losses to metrics.json.
+TRAINER = """
+import json, sys
+cand = json.load(open(sys.argv[1]))
+w, n = cand["mixture"], cand["rung"]["n_params"]
+losses = {d: 2.0 + (w[d] - 0.3) ** 2 + 1000.0 / n for d in w}
+json.dump({"domain_losses": losses, "metrics": {"steps": 10}}, open(cand["metrics"], "w"))
+"""
+
+
+def _command(tmp_path_factory) -> World:
+    folder = tmp_path_factory.mktemp("conformance-command")
+    script = folder / "train.py"
+    script.write_text(TRAINER)
+    study = Study(
+        name="conf-command",
+        domains=tuple(Domain(d) for d in ("a", "b", "c")),
+        ladder=FidelityLadder((Rung("s", 1000, 20_000),), Rung("t", 10**6, 10**8)),
+        budget=Budget(max_trials=2),
+        objective=Objective(domain_weights={"a": 1.0, "c": 1.0}),
+        evaluator=EvaluatorSpec("command", {"command": [sys.executable, str(script), "{candidate}"], "output_dir": str(folder / "trials"), "inputs": [str(script)], "timeout": 60}),
+    )
+    return World(study, pooled=False)
+
+
 @pytest.fixture(params=WORLDS)
 def world(request, tiny_domains, tiny_table, tmp_path_factory) -> World:
     build: dict[str, Callable[[], World]] = {
@@ -79,6 +106,7 @@ def world(request, tiny_domains, tiny_table, tmp_path_factory) -> World:
         "table": lambda: _table(tiny_table),
         "synthetic": lambda: _synthetic(None),
         "synthetic-pool": lambda: _synthetic(12),
+        "command": lambda: _command(tmp_path_factory),
     }
     return build[request.param]()
 
