@@ -308,14 +308,21 @@ def bench(
     out: Path = typer.Option(Path("bench-out"), help="Output folder."),
     target: Optional[str] = typer.Option(None, help="Target fidelity label (default: costliest)."),
     batch_size: int = typer.Option(1, help="Candidates per ask."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an earlier bench's outputs in --out."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON records (for scripts)."),
+    quiet: bool = QuietOpt,
 ) -> None:
-    """Run proposers side by side on an oracle; write curves, summary and regret plot."""
+    """Run proposers side by side on an oracle through the study loop; write curves, summary and regret plot."""
     from mixsearch.bench.harness import run_bench
 
     names = [p.strip() for p in proposers.split(",") if p.strip()]
-    summary = run_bench(oracle, names, seeds, budget, out, target=target, batch_size=batch_size)
-    console.print(summary.to_string(index=False))
-    console.print(f"wrote {out}/curves.csv, {out}/summary.csv, {out}/regret.png")
+    summary = run_bench(oracle, names, seeds, budget, out, target=target, batch_size=batch_size, progress=not (quiet or as_json), force=force)
+    if as_json:
+        typer.echo(summary.to_json(orient="records"))
+        return
+    # Plain text, never cut or wrapped (a log or a pipe gets every value in full).
+    typer.echo(summary.to_string(index=False))
+    typer.echo(f"wrote {out}/curves.csv, {out}/summary.csv, {out}/regret.png")
 
 
 @data_app.command("demo")

@@ -13,7 +13,8 @@ from typing import Any
 
 from mixsearch.bench.truth import Truth, synthetic_truth, table_truth
 from mixsearch.evaluate.synthetic import OPTIONS as SYNTHETIC_OPTIONS
-from mixsearch.evaluate.synthetic import SYNTHETIC_WORLDS, SyntheticEvaluator, default_ladder
+from mixsearch.evaluate.synthetic import SyntheticEvaluator
+from mixsearch.evaluate.worlds import SYNTHETIC_WORLDS, default_ladder
 from mixsearch.evaluate.table import TableEvaluator
 from mixsearch.study import EvaluatorSpec, FidelityLadder, Objective
 
@@ -72,9 +73,9 @@ def load_world(spec: str, target: str | None = None) -> World:
             raise ValueError(f"--oracle: unknown synthetic world {name!r}; known: {', '.join(SYNTHETIC_WORLDS)}")
         options = {"world": name, **_synthetic_options(query)}
         ladder = default_ladder(name, target)
-        objective = Objective()
+        objective = SYNTHETIC_WORLDS[name].objective
         try:
-            world = SyntheticEvaluator(name, None, objective, options.get("noise", 0.006), options.get("seed", 0), options.get("pool"), ladder.names)
+            world = SyntheticEvaluator(name, None, objective, options.get("noise"), options.get("seed", 0), options.get("pool"), ladder.names)
         except ValueError as exc:
             raise ValueError(f"--oracle: {str(exc).removeprefix('evaluator.options.')}") from None
         return World(spec, spec, world.domains, ladder, EvaluatorSpec("synthetic", options), objective, synthetic_truth(world, ladder))

@@ -9,7 +9,8 @@ from scipy.stats import spearmanr
 from mixsearch import Budget, Domain, EvaluatorSpec, FidelityLadder, Rung, Study
 from mixsearch.candidate import Candidate, EvaluationError
 from mixsearch.evaluate import make_evaluator
-from mixsearch.evaluate.synthetic import SYNTHETIC_RUNGS, SYNTHETIC_WORLDS, SyntheticEvaluator, default_ladder
+from mixsearch.evaluate.synthetic import SyntheticEvaluator
+from mixsearch.evaluate.worlds import SYNTHETIC_RUNGS, SYNTHETIC_WORLDS, default_ladder
 from mixsearch.study import Objective, StudyError
 
 SMALL, TARGET = SYNTHETIC_RUNGS[0], SYNTHETIC_RUNGS[-1]
@@ -116,3 +117,49 @@ def test_domains_must_be_the_worlds():
         make_evaluator(wrong)
     with pytest.raises(StudyError, match="objective.metric"):
         make_evaluator(Study(**{**study.__dict__, "objective": Objective(metric="accuracy")}))
+
+
+def test_the_moving_optimum_world_moves_with_tokens_and_with_size():
+    from mixsearch.evaluate.worlds import MOVING_RUNGS
+
+    o = SyntheticEvaluator("moving-optimum")
+    small_short, small_long, big_short = MOVING_RUNGS[0], MOVING_RUNGS[1], MOVING_RUNGS[2]
+    assert small_short.n_params == small_long.n_params and small_short.tokens < small_long.tokens
+    w_short, w_long, w_big = (o.optimum(r)[0] for r in (small_short, small_long, big_short))
+    assert np.abs(w_short - w_long).sum() > 0.15  # more tokens alone move the optimum
+    assert np.abs(w_short - w_big).sum() > 0.15  # a bigger model alone moves it too
+    target = MOVING_RUNGS[-1]
+    span = o.worst(target) - o.optimum(target)[1]
+    assert o.true_objective(w_short, target)[0] - o.optimum(target)[1] > 0.03 * span
+
+
+def test_the_weak_proxy_world_is_an_accuracy_whose_cheap_rungs_mislead():
+    from mixsearch.evaluate.worlds import WEAK_RUNGS
+
+    o = SyntheticEvaluator("weak-proxy", noise=0.0)
+    assert o.objective.metric == "accuracy" and o.objective.direction == "maximize"
+    x = np.random.default_rng(1).dirichlet(np.ones(5), 3000)
+    acc = {r.name: o.true_objective(x, r) for r in WEAK_RUNGS}
+    assert all(0.25 < a.min() and a.max() < 0.85 for a in acc.values())  # bounded, like a benchmark score
+    assert 0.45 < spearmanr(acc["0.5B"], acc["7B"])[0] < 0.65
+    assert 0.55 < spearmanr(acc["3B"], acc["7B"])[0] < 0.75
+    best_small, best_target = o.optimum(WEAK_RUNGS[0])[0], o.optimum(WEAK_RUNGS[-1])[0]
+    assert np.abs(best_small - best_target).sum() > 0.5
+    res = SyntheticEvaluator("weak-proxy").evaluate(Candidate(tuple(np.full(5, 0.2)), "7B"), WEAK_RUNGS[-1])
+    assert res.domain_losses == {} and res.objective == res.metrics["accuracy"] and res.finite
+
+
+def test_a_study_on_an_accuracy_world_must_maximise_its_metric():
+    from mixsearch.evaluate.worlds import WEAK_RUNGS
+
+    base = Study(
+        name="acc",
+        domains=tuple(Domain(d) for d in SYNTHETIC_WORLDS["weak-proxy"].domains),
+        ladder=FidelityLadder(WEAK_RUNGS[:2], WEAK_RUNGS[-1]),
+        budget=Budget(max_trials=3),
+        evaluator=EvaluatorSpec("synthetic", {"world": "weak-proxy"}),
+    )
+    with pytest.raises(StudyError, match="reports the metric 'accuracy'"):
+        make_evaluator(base)
+    ok = Study(**{**base.__dict__, "objective": Objective(metric="accuracy", direction="maximize")})
+    assert make_evaluator(ok).objective.metric == "accuracy"
