@@ -29,6 +29,7 @@ from mixsearch.results import build_export
 from mixsearch.storage import check_url, safe_url
 from mixsearch.study import Study, StudyError, definition_changes, study_definition
 from mixsearch.studyfile import load_study, validate
+from mixsearch.threads import limited
 from mixsearch.worker import Worker
 
 DEFAULT_ROOT = Path("runs")
@@ -395,8 +396,10 @@ def export_study(opened: OpenStudy, out: str | Path | None = None, with_laws: bo
     ledger = opened.ledger
     trials = ledger.trials()
     ctx = build_context(study, ledger, ledger.next_ask(), evaluator.pool(), trials)
-    rec = proposer.recommend(ctx) if ctx.history.n else None
+    with limited("surrogate"):
+        rec = proposer.recommend(ctx) if ctx.history.n else None
     df = ledger.to_dataframe()
-    doc = build_export(study, trials, df, rec, ledger.get_meta("snapshot"), with_laws=with_laws)
+    with limited("law"):
+        doc = build_export(study, trials, df, rec, ledger.get_meta("snapshot"), with_laws=with_laws)
     path = Path(out) if out else Path("fits") / f"{study.name}.json"
     return write_json(doc, path)

@@ -5,7 +5,13 @@ Bad input ends with one line on stderr naming the field or file, and exit code 2
 
 from __future__ import annotations
 
-import functools
+import os
+
+# Idle OpenMP threads spin by default; beside other processes on the cores that made a GP
+# fit 5-10x slower (docs/BENCHMARKS.md). Set before torch is imported; a user's value wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import functools  # noqa: E402
 import json
 import sys
 from pathlib import Path
@@ -290,7 +296,10 @@ def fit(
     from mixsearch.laws import fit_table
 
     path = out or Path("fits") / f"{table.stem}.{law}.json"
-    result = fit_table(table, law, out=path)
+    from mixsearch.threads import limited
+
+    with limited("law"):
+        result = fit_table(table, law, out=path)
     console.print(f"wrote {path}")
     summary = getattr(result, "summary", None)
     if callable(summary):

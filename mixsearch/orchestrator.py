@@ -26,6 +26,7 @@ from mixsearch.interrupt import StudyInterrupted, TrialInterrupted, clear_stop, 
 from mixsearch.ledger import DONE, FAILED, PENDING, RUNNING, Ledger, Trial, best_done, worker_name
 from mixsearch.propose.base import History, ProposalContext, Proposer, Recommendation
 from mixsearch.study import Study
+from mixsearch.threads import limited
 
 
 class Progress(Protocol):
@@ -394,7 +395,9 @@ class Orchestrator(TrialLoop):
         for salt in range(self.MAX_EMPTY_ASKS):
             ctx = build_context(self.study, self.ledger, ask, self.pool, trials, salt=salt)
             kept, cost = [], 0.0
-            for c in self.proposer.propose(ctx, q)[:q]:
+            with limited("surrogate"):
+                proposals = self.proposer.propose(ctx, q)[:q]
+            for c in proposals:
                 c_cost = self.study.ladder.rung(c.rung).run_cost
                 if cost + c_cost <= cost_room * (1 + 1e-9):
                     kept.append(c)
@@ -408,4 +411,5 @@ class Orchestrator(TrialLoop):
     def recommend(self) -> Recommendation | None:
         """The proposer's current recommendation, from the ledger."""
         ctx = build_context(self.study, self.ledger, self.ledger.next_ask(), self.pool)
-        return self.proposer.recommend(ctx)
+        with limited("surrogate"):
+            return self.proposer.recommend(ctx)

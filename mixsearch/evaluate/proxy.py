@@ -8,6 +8,8 @@ import json
 import os
 import time
 from pathlib import Path
+
+import torch
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from mixsearch.candidate import Candidate, EvaluationError, Pool, TrialResult
@@ -15,6 +17,7 @@ from mixsearch.proxy.corpus import DEFAULT_MAX_BYTES_PER_DOMAIN, DEFAULT_VOCAB_S
 from mixsearch.proxy.sources import DEMO_DOMAINS, user_files
 from mixsearch.proxy.train import ProxyRunResult, TrainConfig
 from mixsearch.study import Domain, Objective, Rung, StudyError
+from mixsearch.threads import threads_for
 
 if TYPE_CHECKING:
     from mixsearch.study import Study
@@ -137,6 +140,7 @@ class ProxyEvaluator:
         from mixsearch.proxy.batched import train_proxies
 
         self._check(candidate, rung)
+        torch.set_num_threads(threads_for("proxy"))
         (run,) = train_proxies(self.corpus, [candidate.weights], rung.n_params, rung.tokens, [candidate.seed], **self._train_kwargs())
         if run.diverged:
             raise EvaluationError(run.diverged)
@@ -159,6 +163,7 @@ class ProxyEvaluator:
         for i, (c, r) in enumerate(zip(candidates, rungs)):
             self._check(c, r)
             groups.setdefault(r.name, []).append(i)
+        torch.set_num_threads(threads_for("proxy"))
         for idx in groups.values():
             rung = rungs[idx[0]]
             runs = train_proxies(

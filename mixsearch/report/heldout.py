@@ -23,6 +23,7 @@ from scipy.stats import spearmanr
 
 from mixsearch.report import style
 from mixsearch.study import Study
+from mixsearch.threads import limited
 
 MIN_TRIALS = 4  # below this a held-out prediction has too little to learn from
 
@@ -110,16 +111,10 @@ def surrogate_loo(study: Study, trials: pd.DataFrame, seed: int = 0) -> pd.DataF
     # The Surrogate maximises the negated 'smaller is better' objective, as the proposers fit it.
     Y = torch.tensor(-study.objective.to_minimise(observed), dtype=DTYPE).unsqueeze(-1)
     opts = surrogate_options(study)
-    threads = torch.get_num_threads()
-    # A GP on a few hundred points is a stream of tiny matrix ops: extra threads only add
-    # synchronisation, and on a busy machine they make the fit ten times slower.
-    torch.set_num_threads(1)
-    try:
+    with limited("surrogate"):
         torch.manual_seed(seed)
         model = fit_surrogate(X, Y, weights.shape[1], opts["kind"], opts["weight_transform"], opts["maxiter"])
         mean, std = loo_predictions(model)
-    finally:
-        torch.set_num_threads(threads)
     return pd.DataFrame(
         {"number": done["number"].to_numpy(), "rung": rungs, "observed": observed, "predicted": study.objective.from_minimise(-mean), "std": std}
     )[cols]
