@@ -13,6 +13,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -383,12 +384,33 @@ def status_table(opened: OpenStudy) -> pd.DataFrame:
     return df.sort_values(["rung", "objective"], ascending=[True, asc], na_position="last")
 
 
-def export_study(opened: OpenStudy, out: str | Path | None = None, with_laws: bool = True) -> Path:
+def export_path(study: Study) -> Path:
+    """Where ``mixsearch study export`` writes by default: ``fits/<study>.json``."""
+    return Path("fits") / f"{study.name}.json"
+
+
+def export_study(opened: OpenStudy, out: str | Path | None = None, with_laws: bool = True, say: Callable[[str], None] | None = None) -> Path:
     """Write ``fits/<study>.json`` (or ``out``) with the study's results and laws.
+
+    Args:
+        opened: The study and its ledger.
+        out: The file to write (default :func:`export_path`).
+        with_laws: Fit laws on the study's runs.
+        say: Told each stage (a progress display).
 
     Raises:
         StudyChanged: the study file no longer matches the ledger's trials.
     """
+    doc = export_document(opened, with_laws, say)
+    path = Path(out) if out else export_path(opened.study)
+    (say or (lambda _text: None))(f"writing {path}")
+    return write_json(doc, path)
+
+
+def export_document(opened: OpenStudy, with_laws: bool = True, say: Callable[[str], None] | None = None) -> dict:
+    """The export document of a study (see :mod:`mixsearch.results`), not written anywhere."""
+    say = say or (lambda _text: None)
+    say("checking the study file against its ledger")
     check_unchanged(opened)
     study = opened.study
     evaluator = make_evaluator(study, opened.study_file)
@@ -396,10 +418,27 @@ def export_study(opened: OpenStudy, out: str | Path | None = None, with_laws: bo
     ledger = opened.ledger
     trials = ledger.trials()
     ctx = build_context(study, ledger, ledger.next_ask(), evaluator.pool(), trials)
+    say(f"asking {study.proposer.name} for its recommendation ({ctx.history.n} done trials)")
     with limited("surrogate"):
         rec = proposer.recommend(ctx) if ctx.history.n else None
     df = ledger.to_dataframe()
+    if with_laws:
+        say(f"fitting laws on the study's runs ({ctx.history.n} done trials; bootstrap intervals)")
     with limited("law"):
-        doc = build_export(study, trials, df, rec, ledger.get_meta("snapshot"), with_laws=with_laws)
-    path = Path(out) if out else Path("fits") / f"{study.name}.json"
-    return write_json(doc, path)
+        return build_export(study, trials, df, rec, ledger.get_meta("snapshot"), with_laws=with_laws, fingerprint=ledger.get_meta("fingerprint"))
+
+
+def current_export(opened: OpenStudy, path: str | Path | None = None) -> dict | None:
+    """The export at ``path`` (default :func:`export_path`) when it is up to date with the
+    ledger (same definition, same trials, nothing finished since), else None."""
+    from mixsearch.results import EXPORT_SCHEMA, ledger_state
+
+    p = Path(path) if path else export_path(opened.study)
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("schema") != EXPORT_SCHEMA:
+        return None
+    state = ledger_state(opened.ledger.trials(), opened.ledger.get_meta("fingerprint"))
+    return doc if doc.get("ledger_state") == json.loads(json.dumps(state)) else None

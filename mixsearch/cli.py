@@ -111,9 +111,12 @@ def _run(path_or_name: str, storage: Optional[str], root: Path, executor: str, w
         pred = "" if rec.predicted is None else f" (objective {rec.predicted:.4f}{'' if rec.std is None else f' ± {rec.std:.4f}'} at {rec.rung})"
         console.print(f"recommended mixture: {weights}{pred}")
     if export:
+        from mixsearch.progress import stages
+
         opened = api.open_study(name, storage, root)
         try:
-            out = api.export_study(opened)
+            with stages(err_console, quiet=quiet) as say:
+                out = api.export_study(opened, say=say)
         finally:
             opened.ledger.dispose()
         console.print(f"wrote {out}")
@@ -236,9 +239,12 @@ def study_export(
     """Write the study's results, best mixtures and fitted laws as JSON."""
     from mixsearch import api
 
+    from mixsearch.progress import stages
+
     opened = api.open_study(name, storage, root)
     try:
-        path = api.export_study(opened, out, with_laws=laws)
+        with stages(err_console) as say:
+            path = api.export_study(opened, out, with_laws=laws, say=say)
     finally:
         opened.ledger.dispose()
     console.print(f"wrote {path}")
@@ -256,9 +262,12 @@ def study_report(
     from mixsearch import api
     from mixsearch.report import study_report as make_report
 
+    from mixsearch.progress import stages
+
     opened = api.open_study(name, storage, root)
     try:
-        path = make_report(opened, out or Path("reports") / opened.study.name)
+        with stages(err_console) as say:
+            path = make_report(opened, out or Path("reports") / opened.study.name, say=say)
     finally:
         opened.ledger.dispose()
     console.print(f"wrote {path}")
@@ -295,10 +304,12 @@ def fit(
     """Fit a scaling law to a table of runs and write it as JSON."""
     from mixsearch.laws import fit_table
 
-    path = out or Path("fits") / f"{table.stem}.{law}.json"
+    from mixsearch.progress import stages
     from mixsearch.threads import limited
 
-    with limited("law"):
+    path = out or Path("fits") / f"{table.stem}.{law}.json"
+    with stages(err_console) as say, limited("law"):
+        say(f"fitting the {law} law to {table} (multi-start fit, bootstrap intervals, held-out error)")
         result = fit_table(table, law, out=path)
     console.print(f"wrote {path}")
     summary = getattr(result, "summary", None)

@@ -5,6 +5,11 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
+import sys
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
 from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
@@ -93,3 +98,33 @@ class RichProgress:
         total, completed = (1000.0, 1000.0 * max(fractions)) if fractions else (None, float(finished))
         self._progress.last = status.last
         self._progress.update(self._task, total=total, completed=completed, detail=status_line(status))
+
+
+Say = Callable[[str], None]
+
+
+@contextmanager
+def stages(console: Console | None = None, quiet: bool = False) -> Iterator[Say]:
+    """Say what a long command is doing, stage by stage.
+
+    In a terminal a spinner shows the current stage and its elapsed time; in a pipe or a
+    log each stage is one line on stderr with the seconds since the command started, so
+    a slow export or report is never silent.
+
+    Yields:
+        ``say(text)``: announce the next stage.
+    """
+    console = console or Console(stderr=True, soft_wrap=True)
+    start = time.monotonic()
+    if quiet:
+        yield lambda _text: None
+        return
+    if console.is_terminal:
+        with console.status("starting") as status:
+            yield lambda text: status.update(f"{text} ({time.monotonic() - start:.0f} s)")
+        return
+
+    def line(text: str) -> None:
+        print(f"[{time.monotonic() - start:6.1f} s] {text}", file=sys.stderr, flush=True)
+
+    yield line

@@ -90,7 +90,20 @@ def fit_study_laws(df: pd.DataFrame, study: Study) -> tuple[list[dict[str, Any]]
     return laws, skipped
 
 
-def build_export(study: Study, trials: Sequence[Trial], df: pd.DataFrame, rec: Recommendation | None, snapshot: str | None, with_laws: bool = True) -> dict[str, Any]:
+def ledger_state(trials: Sequence[Trial], fingerprint: str | None) -> dict[str, Any]:
+    """What an export was built from: the study definition's fingerprint and the trials'
+    states. An export whose state equals the ledger's is up to date and may be reused."""
+    finished = [t.finished for t in trials if t.finished is not None]
+    return {
+        "fingerprint": fingerprint,
+        "trials": len(trials),
+        "done": sum(t.state == "done" for t in trials),
+        "failed": sum(t.state == "failed" for t in trials),
+        "last_finished": max(finished) if finished else None,
+    }
+
+
+def build_export(study: Study, trials: Sequence[Trial], df: pd.DataFrame, rec: Recommendation | None, snapshot: str | None, with_laws: bool = True, fingerprint: str | None = None) -> dict[str, Any]:
     """The export document for a study.
 
     Args:
@@ -112,6 +125,7 @@ def build_export(study: Study, trials: Sequence[Trial], df: pd.DataFrame, rec: R
         "mixsearch_version": __version__,
         "study": study.to_dict(),
         "snapshot": snapshot,
+        "ledger_state": ledger_state(trials, fingerprint),
         "counts": {k: int(v) for k, v in counts.items()},
         "best_per_rung": best_per_rung(trials, study),
         "recommendation": recommendation_dict(rec, study),

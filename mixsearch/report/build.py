@@ -9,7 +9,7 @@ was built from and one self-contained ``index.html``. Gathering is
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from mixsearch.report.figures import study_figures
 from mixsearch.report.gather import collect
@@ -20,20 +20,24 @@ if TYPE_CHECKING:
     from mixsearch.api import OpenStudy
 
 
-def study_report(opened: "OpenStudy", out: str | Path) -> Path:
+def study_report(opened: "OpenStudy", out: str | Path, say: Callable[[str], None] | None = None) -> Path:
     """Write a study's report: PNGs, ``trials.csv``, the export JSON and ``index.html``.
 
     Args:
         opened: The study and its ledger (:func:`mixsearch.api.open_study`).
         out: Output folder (created).
+        say: Told each stage (a progress display).
 
     Returns:
         Path of the HTML page.
     """
+    say = say or (lambda _text: None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data = collect(opened, out)
+    data = collect(opened, out, say)
+    say("drawing the figures")
     blocks = study_figures(data, out)
+    say("writing the page")
     if not data.trials.empty:
         data.trials.to_csv(out / "trials.csv", index=False)
     page = out / "index.html"

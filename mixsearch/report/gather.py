@@ -7,10 +7,9 @@ only draw what it holds.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -108,40 +107,43 @@ class FigureBlock:
     empty: bool = False
 
 
-def collect(opened: "OpenStudy", out: Path | None = None) -> StudyData:
+def collect(opened: "OpenStudy", out: Path | None = None, say: Callable[[str], None] | None = None) -> StudyData:
     """Read a study's trials, curves, recommendation and laws.
 
-    The export document is built with :func:`mixsearch.api.export_study` (written into
-    ``out`` when given), so the report shows exactly what ``mixsearch study export``
-    would write. A law fit or recommendation that fails leaves a note, not an error.
+    The export document is the study's up-to-date ``fits/<study>.json`` when there is one
+    (nothing is refitted), else it is built with :func:`mixsearch.api.export_study`, so
+    the report shows exactly what ``mixsearch study export`` writes. Either way a copy is
+    written into ``out``. A law fit or recommendation that fails leaves a note, not an error.
     """
+    say = say or (lambda _text: None)
+    say("reading the ledger")
     study = opened.study
+    trials = opened.ledger.trials()
     df = opened.ledger.to_dataframe()
-    curves = {t.trial_id: [(float(a), float(b)) for a, b in t.curve] for t in opened.ledger.trials() if t.curve}
+    curves = {t.trial_id: [(float(a), float(b)) for a, b in t.curve] for t in trials if t.curve}
     data = StudyData(study=study, trials=df, curves=curves)
-    data.export, data.export_path = _export(opened, data, out)
+    data.export, data.export_path = _export(opened, data, out, say)
     return data
 
 
-def _export(opened: "OpenStudy", data: StudyData, out: Path | None) -> tuple[dict[str, Any], Path | None]:
+def _export(opened: "OpenStudy", data: StudyData, out: Path | None, say: Callable[[str], None]) -> tuple[dict[str, Any], Path | None]:
     from mixsearch import api
-    from mixsearch.results import build_export
+    from mixsearch.jsonfile import write_json
 
     path = None if out is None else out / f"{opened.study.name}.export.json"
+    current = api.current_export(opened)
+    if current is not None:
+        say(f"reusing the up-to-date export {api.export_path(opened.study)} (no refit)")
+        data.notes.append(f"built from {api.export_path(opened.study)}, which is up to date with the ledger")
+        return current, (write_json(current, path) if path else None)
     for with_laws in (True, False):
         try:
-            written = api.export_study(opened, path, with_laws=with_laws) if path else None
-            if written is not None:
-                return json.loads(written.read_text()), written
-            break
+            doc = api.export_document(opened, with_laws=with_laws, say=say)
+            return doc, (write_json(doc, path) if path else None)
         except Exception as exc:  # noqa: BLE001 - a report must survive a failing fit
             what = "fitting laws" if with_laws else "recommending"
             data.notes.append(f"export failed while {what}: {type(exc).__name__}: {one_line(exc)}")
-    try:
-        return build_export(opened.study, data.trials, None, opened.ledger.get_meta("snapshot"), with_laws=False), None
-    except Exception as exc:  # noqa: BLE001
-        data.notes.append(f"export failed: {type(exc).__name__}: {one_line(exc)}")
-        return {}, None
+    return {}, None
 
 
 def one_line(exc: BaseException) -> str:

@@ -193,3 +193,29 @@ def test_curves_figure_draws_one_panel_per_rung_with_the_best_in_black():
     for ax, best in zip(panels, ("#2", "#4")):
         black = [line for line in ax.get_lines() if line.get_color() == "black"]
         assert len(black) == 1 and black[0].get_label() == f"best trial {best}"
+
+
+def test_a_report_reuses_an_up_to_date_export_and_refits_a_stale_one(tmp_path, run_table_study, monkeypatch):
+    from mixsearch.report import study_report
+
+    ran = run_table_study(tmp_path / "s", "reuse", "random", 6)
+    monkeypatch.chdir(tmp_path)
+    opened = ran.open()
+    try:
+        api.export_study(opened)
+        fits = []
+        import mixsearch.results as results
+
+        real = results.fit_study_laws
+        monkeypatch.setattr(results, "fit_study_laws", lambda *a, **k: (fits.append(1), real(*a, **k))[1])
+        said: list[str] = []
+        study_report(opened, tmp_path / "r1", say=said.append)
+        assert fits == [] and any("reusing the up-to-date export" in s for s in said)
+        # A ledger that moved on since the export (here: its state no longer matches) makes it stale: the report refits.
+        led = Ledger(opened.ledger.url)
+        led.set_meta("fingerprint", "changed-on-purpose")
+        led.dispose()
+        study_report(opened, tmp_path / "r2", say=said.append)
+        assert fits == [1]
+    finally:
+        opened.ledger.dispose()
