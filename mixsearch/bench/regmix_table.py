@@ -83,6 +83,8 @@ def convert_part(folder: Path, label: str, mixture_file: str, loss_file: str, id
     for j, c in enumerate(wcols):
         out[f"w_{c[len(MIXTURE_PREFIX):]}"] = w[:, j]
     out["fidelity"] = label
+    out["N"] = n_params
+    out["D"] = tokens
     out["cost"] = 6.0 * n_params * tokens
     out["objective"] = joined[objective_col].to_numpy(dtype=float)
     for c in lcols:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 WEIGHT_PREFIX = "w_"
 LOSS_PREFIX = "loss_"
 REQUIRED_COLUMNS = ("fidelity", "cost", "objective")
+SCALE_COLUMNS = ("N", "D")
 OPTIONS = ("path", "target")
 SUM_TOLERANCE = 1e-3
 # A proposed mixture matches a table row when no weight differs by more than this
@@ -45,6 +46,8 @@ class RunTable:
         cost: ``[P]`` run costs.
         objective: ``[P]`` objective values (smaller is better).
         losses: Per-domain loss columns (``loss_<name>`` -> ``[P]``); empty if none.
+        scale: Per fidelity label, its model size and training tokens ``(N, D)`` from the
+            optional ``N`` and ``D`` columns (one value per label); empty without them.
     """
 
     domains: tuple[str, ...]
@@ -53,6 +56,7 @@ class RunTable:
     cost: np.ndarray
     objective: np.ndarray
     losses: dict[str, np.ndarray] = field(default_factory=dict)
+    scale: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def labels_by_cost(self) -> list[tuple[str, float]]:
         """``(label, mean cost)`` pairs, cheapest first."""
@@ -104,7 +108,31 @@ def read_table(path: str | Path) -> RunTable:
         raise ValueError(f"{path}: column 'cost' must be positive, got {numeric['cost'][i]:g} (row {i + 2})")
     w = w / sums[:, None]
     domains = tuple(c[len(WEIGHT_PREFIX) :] for c in wcols)
-    return _merge_duplicates(domains, w, fid.astype(str).str.strip().to_numpy(), numeric, lcols)
+    labels = fid.astype(str).str.strip().to_numpy()
+    table = _merge_duplicates(domains, w, labels, numeric, lcols)
+    return RunTable(table.domains, table.weights, table.fidelity, table.cost, table.objective, table.losses, _label_scale(df, labels, path))
+
+
+def _label_scale(df: pd.DataFrame, labels: np.ndarray, path: str | Path) -> dict[str, tuple[int, int]]:
+    """``{label: (N, D)}`` from the optional ``N`` and ``D`` columns (both or neither; one value per label)."""
+    present = [c for c in SCALE_COLUMNS if c in df.columns]
+    if not present:
+        return {}
+    if len(present) == 1:
+        missing = next(c for c in SCALE_COLUMNS if c not in present)
+        raise ValueError(f"{path}: column {present[0]!r} needs column {missing!r} too (model size N and training tokens D of each fidelity)")
+    values = {c: _numeric_column(df, c, path) for c in SCALE_COLUMNS}
+    out: dict[str, tuple[int, int]] = {}
+    for label in pd.unique(labels):
+        rows = labels == label
+        pair = []
+        for c in SCALE_COLUMNS:
+            v = np.unique(values[c][rows])
+            if v.size != 1 or v[0] <= 0:
+                raise ValueError(f"{path}: column {c!r} must hold one positive value per fidelity; {label!r} has {', '.join(f'{x:g}' for x in v[:3])}")
+            pair.append(int(round(float(v[0]))))
+        out[str(label)] = (pair[0], pair[1])
+    return out
 
 
 def _numeric_column(df: pd.DataFrame, col: str, path: str | Path) -> np.ndarray:
@@ -203,7 +231,7 @@ class TableEvaluator:
             if sorted(self._domains) != sorted(table.domains):
                 raise ValueError(f"{self.path}: table domains {list(table.domains)} do not match the study's {list(self._domains)}")
             order = [table.domains.index(d) for d in self._domains]
-            table = RunTable(self._domains, table.weights[:, order], table.fidelity, table.cost, table.objective, table.losses)
+            table = RunTable(self._domains, table.weights[:, order], table.fidelity, table.cost, table.objective, table.losses, table.scale)
         labels = [lab for lab, _ in table.labels_by_cost()]
         if self.target is not None and self.target not in labels:
             raise ValueError(f"{self.path}: target fidelity {self.target!r} is not in the table; labels: {', '.join(labels)}")
@@ -260,13 +288,20 @@ class TableEvaluator:
 
     @property
     def ladder(self) -> FidelityLadder:
-        """Rungs = fidelity labels (cost = mean cost of the label) up to the target."""
+        """Rungs = fidelity labels (cost = mean cost of the label, N and D when the table
+        has them) up to the target."""
         if self._ladder is None:
             by_cost = self.table.labels_by_cost()
             target = self.target or by_cost[-1][0]
             target_cost = dict(by_cost)[target]
-            rungs = tuple(Rung(lab, cost=c) for lab, c in by_cost if lab == target or c < target_cost)
-            self._ladder = FidelityLadder(rungs, Rung(target, cost=target_cost))
+            scale = self.table.scale
+
+            def rung(label: str, cost: float) -> Rung:
+                n, d = scale.get(label, (None, None))
+                return Rung(label, n_params=n, tokens=d, cost=cost)
+
+            rungs = tuple(rung(lab, c) for lab, c in by_cost if lab == target or c < target_cost)
+            self._ladder = FidelityLadder(rungs, rung(target, target_cost))
         return self._ladder
 
     def _row(self, weights: Sequence[float], rung: str) -> int:

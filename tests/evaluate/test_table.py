@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pickle
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -160,3 +159,17 @@ def test_snapshot_changes_with_content(tmp_path, table_writer):
     a = TableEvaluator(table_writer(tmp_path / "a.csv", seed=0)).snapshot_id()
     b = TableEvaluator(table_writer(tmp_path / "b.csv", seed=1)).snapshot_id()
     assert a != b
+
+
+def test_optional_n_and_d_columns_give_the_ladder_its_scale(tmp_path):
+    df = pd.DataFrame({"w_a": [0.5, 0.2, 0.5, 0.2], "w_b": [0.5, 0.8, 0.5, 0.8], "fidelity": ["s", "s", "m", "m"], "cost": [1.0, 1.0, 4.0, 4.0], "objective": [3.0, 2.9, 2.5, 2.4], "N": [1e6, 1e6, 4e6, 4e6], "D": [1e8, 1e8, 1e8, 1e8]})
+    df.to_csv(tmp_path / "t.csv", index=False)
+    ladder = TableEvaluator(tmp_path / "t.csv").ladder
+    assert [(r.name, r.n_params, r.tokens, r.cost) for r in ladder.rungs] == [("s", 1_000_000, 100_000_000, 1.0), ("m", 4_000_000, 100_000_000, 4.0)]
+    assert ladder.target.n_params == 4_000_000
+    df.assign(N=[1e6, 2e6, 4e6, 4e6]).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match="column 'N' must hold one positive value per fidelity; 's' has 1e\\+06, 2e\\+06"):
+        TableEvaluator(tmp_path / "bad.csv").prepare()
+    df.drop(columns=["D"]).to_csv(tmp_path / "half.csv", index=False)
+    with pytest.raises(ValueError, match="column 'N' needs column 'D' too"):
+        TableEvaluator(tmp_path / "half.csv").prepare()
