@@ -4,7 +4,10 @@ Pure functions and frozen results; nothing here trains. The planner's entry poin
 
     from mixsearch import laws
     law = laws.load("fits/x.json", name="chinchilla")
-    p = law.predict(N=7e10, D=1.4e12)   # p.value, p.lower, p.upper, p.extrapolated
+    p = law.predict(N=7e10, D=1.4e12)   # p.value, p.lower, p.upper, p.extrapolated, p.factor_N, p.factor_D
+    joint = laws.load("fits/runs.mixing.json")           # the joint law of mixture and scale
+    joint.predict(weights={"web": 0.6, "code": 0.4}, N=1e9, D=2e10)
+    joint.optimum(N=1e9, D=2e10)
 """
 
 from mixsearch.laws.asymptote import (
@@ -21,6 +24,7 @@ from mixsearch.laws.chinchilla import ChinchillaLaw, ComputeOptimal, fit_chinchi
 from mixsearch.laws.cmr import CMRLaw, CMRResult, critical_ratio, feasible_set, fit_cmr, fit_cmr_law, fit_increment_law, fit_ratio_law
 from mixsearch.laws.export import SCHEMA_ID, law_from_dict, law_to_dict, load, load_all, save, validate_law_dict
 from mixsearch.laws.fit import HUBER_DELTA, FitError, FitOptions, FitResult, fit_model, fit_tied
+from mixsearch.laws.joint import JointLaw, JointOptimum, ScaleHoldout, fit_joint, leave_one_scale_out
 from mixsearch.laws.law import Law, Prediction
 from mixsearch.laws.mixing import MixingLaw, MixtureOptimum, fit_mixing, fit_nested
 from mixsearch.laws.study_laws import study_laws
@@ -38,12 +42,15 @@ __all__ = [
     "FitResult",
     "HUBER_DELTA",
     "JointAsymptote",
+    "JointLaw",
+    "JointOptimum",
     "Law",
     "LawSet",
     "MixingLaw",
     "MixtureOptimum",
     "Prediction",
     "SCHEMA_ID",
+    "ScaleHoldout",
     "critical_ratio",
     "data_efficiency",
     "feasible_set",
@@ -53,6 +60,7 @@ __all__ = [
     "fit_data_law",
     "fit_ensemble_law",
     "fit_increment_law",
+    "fit_joint",
     "fit_mixing",
     "fit_model",
     "fit_nested",
@@ -63,6 +71,7 @@ __all__ = [
     "joint_asymptote",
     "law_from_dict",
     "law_to_dict",
+    "leave_one_scale_out",
     "load",
     "load_all",
     "save",

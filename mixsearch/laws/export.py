@@ -32,9 +32,10 @@ def _law_classes() -> dict[str, type[Law]]:
     from mixsearch.laws.asymptote import AsymptoteLaw
     from mixsearch.laws.chinchilla import ChinchillaLaw
     from mixsearch.laws.cmr import CMRLaw
+    from mixsearch.laws.joint import JointLaw
     from mixsearch.laws.mixing import MixingLaw
 
-    return {cls.kind: cls for cls in (ChinchillaLaw, MixingLaw, CMRLaw, AsymptoteLaw)}
+    return {cls.kind: cls for cls in (ChinchillaLaw, MixingLaw, CMRLaw, AsymptoteLaw, JointLaw)}
 
 
 @lru_cache(maxsize=1)

@@ -31,6 +31,9 @@ class Prediction:
         upper: Upper end of that interval, or ``None``.
         extrapolated: Whether the inputs lie outside the range the law was fitted on.
         level: Central probability of the interval.
+        factor_N: How far N lies beyond the fitted runs' sizes, max(1, N / max, min / N)
+            (1 inside the range); ``None`` for a law without an ``N`` input.
+        factor_D: The same for the tokens ``D`` (or ``steps``, for a law fitted on steps).
     """
 
     value: Any
@@ -38,12 +41,14 @@ class Prediction:
     upper: Any
     extrapolated: Any
     level: float
+    factor_N: Any = None
+    factor_D: Any = None
 
     def as_dict(self) -> dict[str, Any]:
         def plain(v: Any) -> Any:
             return v.tolist() if isinstance(v, np.ndarray) else v
 
-        return {k: plain(getattr(self, k)) for k in ("value", "lower", "upper", "extrapolated", "level")}
+        return {k: plain(getattr(self, k)) for k in ("value", "lower", "upper", "extrapolated", "level", "factor_N", "factor_D")}
 
 
 @dataclass(frozen=True, eq=False)
@@ -162,9 +167,10 @@ class Law:
             sampled = self._add_noise(np.repeat(value[None, :], 1000, axis=0))
             lower, upper = _quantiles(sampled, self.level)
         outside = self._outside(x)
+        fn, fd = (scale_factor(x.get(k), self.data_range.get(k)) for k in ("N", "D"))
         if scalar:
-            return Prediction(float(value[0]), _item(lower), _item(upper), bool(outside[0]), self.level)
-        return Prediction(value, lower, upper, outside, self.level)
+            return Prediction(float(value[0]), _item(lower), _item(upper), bool(outside[0]), self.level, _item(fn), _item(fd))
+        return Prediction(value, lower, upper, outside, self.level, fn, fd)
 
     def _add_noise(self, sampled: np.ndarray) -> np.ndarray:
         scale = float(self.diagnostics.get("residual_scale") or 0.0)
@@ -205,6 +211,21 @@ class Law:
         bits.append("converged" if d.get("converged") else "NOT converged")
         lines.append("  " + ", ".join(bits))
         return "\n".join(lines)
+
+
+def scale_factor(values: np.ndarray | None, data_range: tuple[float, float] | None) -> np.ndarray | None:
+    """``[m]`` extrapolation factors max(1, x / max, min / x) of a scale input, or ``None``.
+
+    Args:
+        values: ``[m]`` positive inputs (N, D or steps), or ``None`` when the law has no such input.
+        data_range: ``(min, max)`` over the fitted runs, or ``None``.
+    """
+    if values is None or data_range is None:
+        return None
+    lo, hi = float(data_range[0]), float(data_range[1])
+    v = np.asarray(values, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.maximum(1.0, np.maximum(v / hi, lo / v))
 
 
 def _fmt(v: Any) -> str:

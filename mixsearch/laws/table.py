@@ -4,8 +4,10 @@ Columns by law (see docs/laws.md):
 
 * ``chinchilla``: ``N``, ``D``, ``loss``.
 * ``mixing``: ``w_<domain>`` (two or more), then ``loss`` or ``loss_<target>`` columns;
-  optional ``N`` and ``steps`` (several values → the nested pipeline, predicting at
-  the largest N and steps unless ``target_N`` / ``target_steps`` are given).
+  optional ``N`` and ``D`` (tokens) or ``steps``. When one of them varies, the joint law
+  of mixture and scale is fitted on every run (``pipeline="joint"``, the default);
+  ``pipeline="nested"`` (or ``target_N`` / ``target_steps``) runs the step → size →
+  mixing pipeline instead, which returns a one-scale law at the target.
 * ``cmr``: ``R``, ``T``, ``loss_general``, ``loss_domain``; rows with ``T = 0`` are the
   base model (or give ``loss_general_0`` / ``loss_domain_0`` columns).
 * ``asymptote``: ``loss`` and one of ``K`` (with ``N``: joint asymptote), ``N`` (size
@@ -29,7 +31,7 @@ from mixsearch.laws.law import Law
 LAWS = ("chinchilla", "mixing", "cmr", "asymptote")
 _LAW_OPTIONS = {
     "chinchilla": (),
-    "mixing": ("target_N", "target_steps", "tie_exponents", "target_weights"),
+    "mixing": ("pipeline", "form", "priors", "target_N", "target_steps", "tie_exponents", "target_weights"),
     "cmr": ("tolerance", "relative"),
     "asymptote": ("tie_ensemble_exponent",),
 }
@@ -97,9 +99,10 @@ def fit_table(table_path: str | Path, law: str, out: str | Path | None = None, *
         law: ``"chinchilla"``, ``"mixing"``, ``"cmr"`` or ``"asymptote"``.
         out: JSON file to write (one law, or a collection when several).
         **options: :class:`FitOptions` fields (``bootstrap=``, ``seed=`` …) and law
-            options (mixing: ``target_N``, ``target_steps``, ``tie_exponents``,
-            ``target_weights``; cmr: ``tolerance``, ``relative``; asymptote:
-            ``tie_ensemble_exponent``).
+            options (mixing: ``pipeline`` (``"joint"`` or ``"nested"``), ``form`` and
+            ``priors`` of the joint law, ``target_N``, ``target_steps`` and
+            ``tie_exponents`` of the nested pipeline, ``target_weights``; cmr:
+            ``tolerance``, ``relative``; asymptote: ``tie_ensemble_exponent``).
 
     Returns:
         The law, or a :class:`LawSet` when the table gives several (CMR, recipes).
@@ -151,23 +154,38 @@ def _mixing(df: pd.DataFrame, path: Path, opts: FitOptions, law_opts: dict[str, 
             raise ValueError(f"{path}: missing column 'loss' (or 'loss_<target>' columns)")
         losses = {c[5:]: numeric_column(df, c, path, positive=True) for c in lcols}
     comps = [c[2:] for c in wcols]
-    n = numeric_column(df, "N", path, positive=True) if "N" in df.columns else None
-    steps = numeric_column(df, "steps", path, positive=True) if "steps" in df.columns else None
-    varying = any(v is not None and np.unique(v).size > 1 for v in (n, steps))
+    n, d, steps = (numeric_column(df, c, path, positive=True) if c in df.columns else None for c in ("N", "D", "steps"))
+    if d is not None and steps is not None:
+        raise ValueError(f"{path}: columns 'D' and 'steps': give one of them (tokens or steps), not both")
+    varying = any(v is not None and np.unique(v).size > 1 for v in (n, d, steps))
+    targeted = law_opts.get("target_N") is not None or law_opts.get("target_steps") is not None
+    pipeline = law_opts.get("pipeline", "nested" if targeted else "joint")
+    if pipeline not in ("joint", "nested"):
+        raise ValueError(f"{path}: option pipeline: must be 'joint' or 'nested', got {pipeline!r}")
+    if pipeline == "joint" and targeted:
+        raise ValueError(f"{path}: target_N / target_steps are options of pipeline='nested'; the joint law predicts at any scale (law.predict(N=..., D=...))")
+    if pipeline == "nested" and any(law_opts.get(k) is not None for k in ("form", "priors")):
+        raise ValueError(f"{path}: form / priors are options of pipeline='joint'")
     common = {"options": opts, "name": path.stem, "provenance": prov, "target_weights": law_opts.get("target_weights")}
-    if varying or law_opts.get("target_N") is not None or law_opts.get("target_steps") is not None:
+    if pipeline == "joint" and (varying or "pipeline" in law_opts):
+        from mixsearch.laws.joint import fit_joint
+
+        return fit_joint(weights, losses, comps, N=n, D=d, steps=steps, form=law_opts.get("form", "auto"), priors=law_opts.get("priors"), **common)
+    if pipeline == "nested":
         return fit_nested(
             weights,
             losses,
             comps,
             N=n,
-            steps=steps,
+            steps=steps if steps is not None else d,  # the step law runs over tokens as well as over steps
             target_N=law_opts.get("target_N"),
             target_steps=law_opts.get("target_steps"),
             tie_exponents=law_opts.get("tie_exponents", True),
             **common,
         )
     scale = {"N": None if n is None else float(n[0]), "steps": None if steps is None else float(steps[0])}
+    if d is not None:
+        scale["tokens"] = float(d[0])
     return fit_mixing(weights, losses, comps, scale=scale, **common)
 
 
