@@ -478,12 +478,18 @@ def _assemble(
 
 @dataclass(frozen=True)
 class StageSummary:
-    """One stage of the nested pipeline: how many curves were fitted and the shared exponent."""
+    """One stage of the nested pipeline: how many curves were fitted and the shared exponent.
+
+    ``shared`` names the parameters every curve shares: ``["alpha"]`` when tied, and
+    ``["alpha", "a"]`` (the amplitude too) when the curves have too few points to give
+    each its own amplitude — two sizes per mixture, say (as ``study_laws`` does).
+    """
 
     curves: int
     exponent: float | None
     tied: bool
     rmse: float | None
+    shared: tuple[str, ...] = ()
 
 
 def _extrapolate_stage(
@@ -521,8 +527,12 @@ def _extrapolate_stage(
         return out, StageSummary(0, None, tie, None), dropped
     formula = SaturatingPowerFormula.for_data(np.concatenate(curves_x))
     quick = options.replace(bootstrap=0, cv_folds=0)
+    shared: tuple[str, ...] = ()
     if tie and len(curve_keys) > 1:
-        fit, tied = fit_tied(formula, curves_x, curves_y, ("alpha",), quick)
+        n_points = sum(xs.size for xs in curves_x)
+        # A shared exponent leaves 2 parameters per curve: with 2 points per curve that is one too many.
+        shared = ("alpha",) if n_points > 2 * len(curve_keys) + 1 else ("alpha", "a")
+        fit, tied = fit_tied(formula, curves_x, curves_y, shared, quick)
         thetas = [tied.curve_theta(fit.theta, c) for c in range(len(curve_keys))]
         exponent, rmse = float(fit.theta[0]), fit.rmse
     else:
@@ -536,7 +546,7 @@ def _extrapolate_stage(
         exponent, rmse = None, float(np.sqrt(np.mean(np.concatenate(res) ** 2)))
     for key, theta in zip(curve_keys, thetas):
         out[key] = float(np.exp(formula.value(theta, np.array([[target]]))[0]))
-    return out, StageSummary(len(curve_keys), exponent, tie and len(curve_keys) > 1, rmse), dropped
+    return out, StageSummary(len(curve_keys), exponent, tie and len(curve_keys) > 1, rmse, shared), dropped
 
 
 def fit_nested(
