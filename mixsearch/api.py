@@ -17,6 +17,7 @@ from typing import Callable
 
 import pandas as pd
 
+from mixsearch.answer import fit_objective_law, target_answer
 from mixsearch.candidate import Candidate, TrialResult
 from mixsearch.evaluate import Evaluator, make_evaluator
 from mixsearch.evaluate.base import split_field
@@ -422,10 +423,27 @@ def export_document(opened: OpenStudy, with_laws: bool = True, say: Callable[[st
     with limited("surrogate"):
         rec = proposer.recommend(ctx) if ctx.history.n else None
     df = ledger.to_dataframe()
-    if with_laws:
-        say(f"fitting laws on the study's runs ({ctx.history.n} done trials; bootstrap intervals)")
+    done = df[df["state"] == "done"] if not df.empty else df
     with limited("law"):
-        return build_export(study, trials, df, rec, ledger.get_meta("snapshot"), with_laws=with_laws, fingerprint=ledger.get_meta("fingerprint"))
+        if with_laws:
+            say(f"fitting the joint law of mixture and scale on {len(done)} done trials (bootstrap, held-out rung)")
+            law = fit_objective_law(done, study)
+        else:
+            law = "laws were not fitted (--no-laws)"
+        pool = evaluator.pool()
+        data_tokens = getattr(evaluator, "data_tokens", None)
+        answer = None if done.empty else target_answer(
+            done, study, law,
+            fallback=None if rec is None else dict(zip(study.domain_names, rec.weights)),
+            pool=None if pool is None else pool.weights,
+            data_tokens=data_tokens() if callable(data_tokens) and study.evaluator.kind == "proxy" else None,
+        )
+        if with_laws:
+            say("fitting the per-rung and across-rung laws")
+        return build_export(
+            study, trials, df, rec, ledger.get_meta("snapshot"), with_laws=with_laws, fingerprint=ledger.get_meta("fingerprint"),
+            answer=answer, joint=None if isinstance(law, str) else law,
+        )
 
 
 def current_export(opened: OpenStudy, path: str | Path | None = None) -> dict | None:

@@ -105,21 +105,29 @@ def _run(path_or_name: str, storage: Optional[str], root: Path, executor: str, w
         f"[bold]{name}[/bold]: {summary.stopped_because}; done {c['done']}, failed {c['failed']}, "
         f"cost {summary.spent:.3g}, {summary.elapsed:.0f} s"
     )
-    rec = summary.recommendation
-    if rec is not None:
-        weights = ", ".join(f"{d}={w:.3f}" for d, w in zip(study.domain_names, rec.weights))
-        pred = "" if rec.predicted is None else f" (objective {rec.predicted:.4f}{'' if rec.std is None else f' ± {rec.std:.4f}'} at {rec.rung})"
-        console.print(f"recommended mixture: {weights}{pred}")
-    if export:
-        from mixsearch.progress import stages
+    if not export:
+        rec = summary.recommendation
+        if rec is not None:
+            weights = ", ".join(f"{d}={w:.3f}" for d, w in zip(study.domain_names, rec.weights))
+            console.print(f"the search's current pick: {weights} (run 'mixsearch study export {name}' for the answer at the target {study.ladder.target.name})", markup=False)
+        return
+    from mixsearch.answer import TargetAnswer
+    from mixsearch.progress import stages
 
-        opened = api.open_study(name, storage, root)
-        try:
-            with stages(err_console, quiet=quiet) as say:
-                out = api.export_study(opened, say=say)
-        finally:
-            opened.ledger.dispose()
-        console.print(f"wrote {out}")
+    opened = api.open_study(name, storage, root)
+    try:
+        with stages(err_console, quiet=quiet) as say:
+            out = api.export_study(opened, say=say)
+    finally:
+        opened.ledger.dispose()
+    doc = json.loads(out.read_text())
+    if doc.get("recommendation"):
+        answer = TargetAnswer.from_export(doc["recommendation"])
+        unit = "nats/token" if study.objective.metric is None and study.evaluator.kind == "proxy" else None
+        console.print(answer.line(study.domain_names, study.objective.label, unit), markup=False)
+        for warning in answer.warnings:
+            console.print(f"warning: {warning}", markup=False)
+    console.print(f"wrote {out}")
 
 
 @study_app.command("start")

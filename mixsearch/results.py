@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 from mixsearch import __version__
+from mixsearch.answer import TargetAnswer
+from mixsearch.laws.law import Law
 from mixsearch.ledger import Trial, best_done
 from mixsearch.propose.base import Recommendation
 from mixsearch.study import Study
@@ -47,17 +49,31 @@ def best_per_rung(trials: Sequence[Trial], study: Study) -> dict[str, dict[str, 
     return out
 
 
-def recommendation_dict(rec: Recommendation | None, study: Study) -> dict[str, Any] | None:
-    """The recommendation as JSON (objective back in the study's orientation)."""
+def search_dict(rec: Recommendation | None, study: Study, observed_rungs: set[str]) -> dict[str, Any] | None:
+    """The proposer's own pick, as JSON: its mixture, and its Surrogate's value only at a rung
+    the study ran (a posterior at a fidelity no trial ran is not a measurement of anything)."""
     if rec is None:
         return None
+    seen = rec.rung in observed_rungs
     return {
         "weights": {d: float(w) for d, w in zip(study.domain_names, rec.weights)},
-        "predicted_objective": None if rec.predicted is None else study.objective.from_minimise(float(rec.predicted)),
-        "std": None if rec.std is None else float(rec.std),
+        "basis": "surrogate",
         "rung": rec.rung,
-        "target": study.ladder.target.name,
+        "surrogate_mean": None if rec.predicted is None or not seen else study.objective.from_minimise(float(rec.predicted)),
+        "surrogate_std": None if rec.std is None or not seen else float(rec.std),
+        "note": None if seen else f"the Surrogate's value at {rec.rung!r}, where no trial ran, is not reported",
     }
+
+
+def recommendation_dict(answer: TargetAnswer | None, rec: Recommendation | None, study: Study, observed_rungs: set[str]) -> dict[str, Any] | None:
+    """The study's answer at the target (see :mod:`mixsearch.answer`) and the proposer's pick beside it."""
+    if answer is None and rec is None:
+        return None
+    out: dict[str, Any] = answer.as_dict() if answer is not None else {}
+    out["predicted_objective"] = out.pop("predicted", None)
+    out["objective"] = study.objective.label
+    out["search"] = search_dict(rec, study, observed_rungs)
+    return out
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -103,7 +119,17 @@ def ledger_state(trials: Sequence[Trial], fingerprint: str | None) -> dict[str, 
     }
 
 
-def build_export(study: Study, trials: Sequence[Trial], df: pd.DataFrame, rec: Recommendation | None, snapshot: str | None, with_laws: bool = True, fingerprint: str | None = None) -> dict[str, Any]:
+def build_export(
+    study: Study,
+    trials: Sequence[Trial],
+    df: pd.DataFrame,
+    rec: Recommendation | None,
+    snapshot: str | None,
+    with_laws: bool = True,
+    fingerprint: str | None = None,
+    answer: TargetAnswer | None = None,
+    joint: Law | None = None,
+) -> dict[str, Any]:
     """The export document for a study.
 
     Args:
@@ -113,11 +139,19 @@ def build_export(study: Study, trials: Sequence[Trial], df: pd.DataFrame, rec: R
         rec: The recommendation, if any.
         snapshot: The data snapshot id.
         with_laws: Fit laws on the done trials.
+        fingerprint: The ledger's study fingerprint (part of ``ledger_state``).
+        answer: The answer at the target scale.
+        joint: The joint law the answer comes from (exported first in ``laws``).
     """
     laws: list[dict[str, Any]] = []
     skipped: list[str] = []
     if with_laws:
         laws, skipped = fit_study_laws(df, study)
+    if joint is not None:
+        from mixsearch.laws import law_to_dict
+
+        laws.insert(0, law_to_dict(joint))
+    observed = {t.candidate.rung for t in trials if t.state == "done"}
     counts = df["state"].value_counts().to_dict() if not df.empty else {}
     return {
         "schema": EXPORT_SCHEMA,
@@ -128,7 +162,7 @@ def build_export(study: Study, trials: Sequence[Trial], df: pd.DataFrame, rec: R
         "ledger_state": ledger_state(trials, fingerprint),
         "counts": {k: int(v) for k, v in counts.items()},
         "best_per_rung": best_per_rung(trials, study),
-        "recommendation": recommendation_dict(rec, study),
+        "recommendation": recommendation_dict(answer, rec, study, observed),
         "laws": laws,
         "laws_skipped": skipped,
         "trials": _records(df),

@@ -119,6 +119,10 @@ class ProxyEvaluator:
         train = json.dumps(settings, sort_keys=True, default=str)
         return f"{self.corpus.hash}-{hashlib.sha256(train.encode()).hexdigest()[:8]}"
 
+    def data_tokens(self) -> dict[str, int]:
+        """Training tokens per domain in the corpus (for the epochs-at-the-target warning)."""
+        return {name: int(d["train_tokens"]) for name, d in self.corpus.manifest["domains"].items()}
+
     def pool(self) -> Pool | None:
         """Any mixture can be trained: no pool."""
         return None

@@ -47,6 +47,7 @@ from mixsearch.propose.base import (
     refuse_unused_options,
 )
 from mixsearch.propose.fidelity import DTYPE, FidelityEncoder, as_inputs
+from mixsearch.propose.law_prior import LawPrior, fit_law_prior, rung_scales
 from mixsearch.propose.pool import free_entries
 from mixsearch.propose.posterior import CachedPosteriorGP
 from mixsearch.propose.surrogate import (
@@ -210,6 +211,10 @@ class MultiFidelityBO:
         fit_maxiter: L-BFGS-B iterations for the hyperparameters.
         cost_model: Per-rung costs overriding ``rung.run_cost`` (mapping or callable).
         recommend_kappa: The recommendation maximises ``mean - kappa * std`` at the target.
+        law_prior: Use the joint law of mixture and scale, refitted on the trials at each
+            ask, as the Surrogate's prior mean (the GP models its residuals). It applies
+            when every rung has N and D, the objective is a loss, and the trials span two
+            or more (N, D); otherwise the Surrogate has its usual mean.
     """
 
     n_init: int | None = None
@@ -226,6 +231,7 @@ class MultiFidelityBO:
     fit_maxiter: int = 200
     cost_model: CostModel = None
     recommend_kappa: float = 0.0
+    law_prior: bool = True
 
     def __post_init__(self) -> None:
         if self.acquisition not in ACQUISITIONS:
@@ -247,11 +253,25 @@ class MultiFidelityBO:
     def _encoder(self, ctx: ProposalContext) -> FidelityEncoder:
         return FidelityEncoder.from_ladder(ctx.ladder, self.cost_model)
 
-    def _fit(self, obs: Observations, enc: FidelityEncoder) -> CachedPosteriorGP:
+    def _fit(self, obs: Observations, enc: FidelityEncoder, ctx: ProposalContext) -> CachedPosteriorGP:
         X = as_inputs(obs.weights, enc.encode(obs.rungs))
         Y = torch.tensor(-obs.objective, dtype=DTYPE).unsqueeze(-1)
+        prior = self._law_prior(obs, enc, ctx)
+        if prior is not None:
+            # The GP models what the law misses: its data are the residuals from the law.
+            Y = Y - torch.as_tensor(prior.values(X.numpy()), dtype=DTYPE).unsqueeze(-1)
         gp = fit_surrogate(X, Y, obs.weights.shape[1], self.kernel, self.weight_transform, self.fit_maxiter)
-        return CachedPosteriorGP(gp, X)
+        return CachedPosteriorGP(gp, X, prior)
+
+    def _law_prior(self, obs: Observations, enc: FidelityEncoder, ctx: ProposalContext) -> LawPrior | None:
+        """The joint law fitted on the trials, as the prior mean; None when off or not fittable."""
+        if not self.law_prior:
+            return None
+        scales = rung_scales(ctx.ladder)
+        if scales is None:
+            return None
+        law = fit_law_prior(obs.weights, obs.objective, obs.rungs, scales)
+        return None if law is None else LawPrior(law, enc, scales)
 
     def _acquisition(self, model: CachedPosteriorGP, enc: FidelityEncoder, ctx: ProposalContext, mixtures: np.ndarray) -> AcquisitionFunction:
         k = ctx.space.dim
@@ -291,7 +311,7 @@ class MultiFidelityBO:
         if obs.n < n_init or len(set(obs.objective.tolist())) < 2:
             return initial_design(ctx, enc, q, n_init, self.init_target, rng)
         with manual_seed(ctx.seed):
-            model = self._fit(obs, enc)
+            model = self._fit(obs, enc, ctx)
             if ctx.pool is not None:
                 return self._propose_pool(ctx, enc, model, q)
             return self._propose_continuous(ctx, enc, model, obs, q, rng)
@@ -326,7 +346,7 @@ class MultiFidelityBO:
         if obs.n < 2 or len(set(obs.objective.tolist())) < 2:
             return _observed_recommendation(obs, enc.target)
         with manual_seed(ctx.seed):
-            model = self._fit(obs, enc)
+            model = self._fit(obs, enc, ctx)
             candidates, optimise = _recommendation_candidates(ctx, obs, enc.target)
             w, mean, std = best_posterior_mean(model, ctx.space, enc.target_features, candidates, optimise, self.recommend_kappa)
         return Recommendation(

@@ -96,14 +96,19 @@ class CachedPosteriorGP(Model):
     GIBBON calls the model this way for its batch term, and with a plain
     ``SingleTaskGP`` that call would skip the input and outcome transforms.
 
+    With a ``prior`` (a fitted law, see :mod:`mixsearch.propose.law_prior`) the GP was
+    fitted on residuals from it, and the posterior mean is the prior plus the GP's.
+
     Args:
         gp: A fitted ``SingleTaskGP`` in eval mode.
         train_X: ``[n, d]`` its untransformed training inputs.
+        prior: A prior mean ``X [..., d] -> [...]`` in the outcome scale, or None.
     """
 
-    def __init__(self, gp: SingleTaskGP, train_X: Tensor) -> None:
+    def __init__(self, gp: SingleTaskGP, train_X: Tensor, prior: Callable[[Tensor], Tensor] | None = None) -> None:
         super().__init__()
         self.gp = gp
+        self.prior = prior
         self.kernel = compile_kernel(gp.covar_module)
         with torch.no_grad():
             Xt = gp.transform_inputs(train_X)
@@ -149,6 +154,9 @@ class CachedPosteriorGP(Model):
         post = GPyTorchPosterior(MultivariateNormal(mean, to_linear_operator(cov)))
         if self.gp.outcome_transform is not None:
             post = self.gp.outcome_transform.untransform_posterior(post)
+        if self.prior is not None:
+            dist = post.distribution
+            post = GPyTorchPosterior(MultivariateNormal(dist.mean + self.prior(X), dist.lazy_covariance_matrix))
         return post
 
     def posterior(

@@ -209,23 +209,45 @@ def _summary(data: "StudyData") -> str:
 
 def _recommendation(data: "StudyData") -> str:
     rec = (data.export or {}).get("recommendation")
-    head = '<h2 id="recommendation">Recommendation</h2>'
-    if not rec:
+    head = '<h2 id="recommendation">Recommendation at the target scale</h2>'
+    if not rec or not rec.get("weights"):
         return head + note_html("No recommendation: the study has no done trial with a finite objective yet.")
     rows = []
     for d in data.domains:
         w = float(rec["weights"].get(d, 0.0))
         bar = f'<span class="bar" style="width:{max(w, 0) * 300:.0f}px"></span>'
         rows.append([d, w, bar])
-    pred = rec.get("predicted_objective")
-    std = rec.get("std")
     quantity, unit = data.objective_label()
-    line = f"for the target <b>{esc(rec.get('target'))}</b>, based on rung <b>{esc(rec.get('rung'))}</b>"
-    if pred is not None:
-        what = quantity.split(": ", 1)[-1]
-        line += f"; predicted {esc(what)} <b>{esc(fmt(pred))}</b>" + (f" ± {esc(fmt(std))}" if std is not None else "")
-        line += f" {esc(unit or '')}"
-    return head + f'<div class="rec"><p>{line}</p>' + table(["domain", "weight", ""], rows, raw_cols=(2,)) + "</div>"
+    what = quantity.split(": ", 1)[-1]
+    t = rec.get("target") or {}
+    where = f"<b>{esc(t.get('name'))}</b>"
+    if t.get("N") and t.get("D"):
+        where += f" (N={esc(engineering(t['N']))}, D={esc(engineering(t['D']))} tokens)"
+    line = f"The mixture for the target {where} comes from {esc(rec.get('mixture_from', '?'))}."
+    pred = rec.get("predicted_objective")
+    if pred is None:
+        line += f" <b>No predicted {esc(what)} at the target</b>: {esc(rec.get('reason') or 'no law could be fitted')}."
+    else:
+        level = float(rec.get("level") or 0.9)
+        interval = "" if rec.get("lower") is None else f" ({level:.0%} interval {esc(fmt(rec['lower']))} to {esc(fmt(rec['upper']))})"
+        line += f" Predicted {esc(what)} there: <b>{esc(fmt(pred))}</b> {esc(unit or '')}{interval}; basis: <b>{esc(rec.get('basis'))}</b>"
+        if rec.get("law"):
+            line += f" (law <code>{esc(rec['law'])}</code>)"
+        if rec.get("extrapolated"):
+            factors = rec.get("factors") or {}
+            bits = [f"×{float(v):.3g} in {k}" for k, v in factors.items() if v is not None and float(v) > 1.0]
+            line += f", <b>extrapolated</b> {esc(' and '.join(bits))} beyond the runs the law was fitted on"
+        line += "."
+        me = rec.get("model_error") or {}
+        if me and not me.get("measured", False):
+            line += f" The law's extrapolation error could not be measured: {esc(me.get('reason', ''))}."
+    warnings = "".join(note_html(f"Warning: {w}") for w in rec.get("warnings") or [])
+    search = rec.get("search")
+    search_html = ""
+    if search:
+        picks = ", ".join(f"{d} {float(search['weights'].get(d, 0.0)):.3f}" for d in data.domains)
+        search_html = f"<p>The {esc(data.study.proposer.name)} proposer's own pick (basis: surrogate, at rung {esc(search.get('rung'))}): {esc(picks)}.</p>"
+    return head + f'<div class="rec"><p>{line}</p>' + table(["domain", "weight", ""], rows, raw_cols=(2,)) + "</div>" + warnings + search_html
 
 
 def _best_per_rung(data: "StudyData") -> str:

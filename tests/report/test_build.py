@@ -63,7 +63,7 @@ def test_report_writes_every_figure_and_a_self_contained_page(table_report):
     assert page.count('src="data:image/png;base64,') >= len(FIGURES) - 1
     assert "No training curves: a table study replays final losses only." in page
     assert "http://" not in page and "https://" not in page  # nothing fetched from the network
-    for heading in ("Recommendation", "Best objective so far and regret", "Mixture weights", "Per-domain validation losses",
+    for heading in ("Recommendation at the target scale", "Best objective so far and regret", "Mixture weights", "Per-domain validation losses",
                     "Cost spent per rung", "Predicted vs observed at held-out trials", "Training curves", "Trials"):
         assert f">{heading}</h2>" in page, heading
     # One section per fitted law ("Fitted law: <name>"), or one "Fitted laws" section saying why none was fitted.
