@@ -15,11 +15,11 @@ total Σ_i v_i L_i / Σ_i v_i, as for :class:`~mixsearch.laws.mixing.MixingLaw`.
 
 Why this form (``"ll"``, the default for enough runs): on the RegMix development runs
 (docs/BENCHMARKS.md, "Joint law of mixture and scale on RegMix") a floor plus one
-exponential-linear and one log-share term ranks held-out mixtures better than Ye et al.'s
-single exponential (Spearman 0.986 vs 0.955 on the most balanced quarter of the 60M runs,
-held out), within one standard error of a richer form with a second log-share term, with
-a quarter fewer parameters. A ridge on the mixture coefficients did not help held-out
-mixtures and is not used.
+exponential-linear and one log-share term ranks held-out mixtures at 60M better than Ye et
+al.'s single exponential (Spearman 0.989 vs 0.955 on the most balanced quarter, held out),
+within one standard error of a richer form with a second log-share term, which has a third
+more parameters. A ridge on the mixture coefficients did not help held-out mixtures across
+scales and is not offered.
 
 What the runs cannot tell is said, not invented: with one D (or one N) in the runs the
 D (N) term is absent unless ``priors`` fix it, and predicting at another D is refused;
@@ -56,6 +56,7 @@ FORMULA = (
 
 EXPONENT_BOUNDS = (0.0, 3.0)
 LOG_SHARE_BOUNDS = (-1.0, 0.0)
+_EXPONENT_GRID = (0.1, 0.35, 0.8)  # starts of alpha and beta
 # Presets: the features of E's mixture terms (after the floor c), of A's terms and of B's terms.
 FORMS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     "ll": (("linear", "log"), ("linear",), ("const",)),
@@ -349,27 +350,41 @@ class JointFormula:
     def initial_grid(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Scale-only fits first (every term constant), then each mixture term from a ridge regression of what is left.
 
-        Several scale-only optima, each with the mixture coefficients as regressed and
-        jittered twice (the jitter lets terms of the same kind differ, or they stay twins).
+        The scale-only fits: the best few with free exponents, each with the mixture
+        coefficients as regressed and jittered twice (the jitter lets terms of the same kind
+        differ, or they stay twins), and one per exponent pair on a grid with the exponents
+        held there. Without the grid the free scale-only fit, to which the mixture is noise,
+        put every start in one basin (alpha = beta) far from the truth on generated runs.
         """
         if all(t.features in ("const", "fixed") for t in self.terms):
             return self._const_grid(y)
-        const = JointFormula(self.k, [Term(t.label, t.part, "fixed" if t.features == "fixed" else "const") for t in self.terms], self.eps, self.log_ref_n, self.log_ref_d, self.fixed)
+        const_terms = [Term(t.label, t.part, "fixed" if t.features == "fixed" else "const") for t in self.terms]
+        const = JointFormula(self.k, const_terms, self.eps, self.log_ref_n, self.log_ref_d, self.fixed)
         quick = FitOptions(n_starts=6, bootstrap=0, cv_folds=0, maxiter=2000)
         try:
-            bases = list(fit_model(const, x, y, quick).optima[:3])
+            free = list(fit_model(const, x, y, quick).optima[:3])
         except FitError:
-            bases = [const._const_grid(y)[0]]
+            free = [const._const_grid(y)[0]]
+        bases = [(b, (0.0, 0.5, 1.0)) for b in free]
+        pairs = [(a, b) for a in (_EXPONENT_GRID if const.fit_alpha else (None,)) for b in (_EXPONENT_GRID if const.fit_beta else (None,))]
+        for a, b in pairs if len(pairs) > 1 else ():
+            held = dict(self.fixed, **({"alpha": a} if a is not None else {}), **({"beta": b} if b is not None else {}))
+            sub = JointFormula(self.k, const_terms, self.eps, self.log_ref_n, self.log_ref_d, held)
+            try:
+                theta = fit_model(sub, x, y, quick.replace(n_starts=2)).theta
+            except FitError:
+                continue
+            bases.append((np.concatenate([theta, [v for v in (a, b) if v is not None]]), (0.0,)))
         target = np.log(y)
         mats = self.design(x)[0]
         rng = np.random.default_rng(0)
         mixed = [m for m, t in enumerate(self.terms) if t.features not in ("const", "fixed")]
         rows = []
-        for base in bases:
+        for base, jitters in bases:
             resid = target - const.value(base, x)
             share = logsumexp_terms(const.terms_value(base, x))[1]  # [M, n]: d log L / d term
             frac = float(np.mean(share[mixed].sum(axis=0))) if mixed else 1.0
-            for jitter in (0.0, 0.5, 1.0):
+            for jitter in jitters:
                 theta = np.zeros(len(self.names))
                 for m, (term, sl, X) in enumerate(zip(self.terms, self.slices, mats)):
                     if term.features == "fixed":
@@ -400,8 +415,8 @@ class JointFormula:
         for frac in (0.1, 0.4, 0.7, 0.9):
             c = frac * float(np.min(y))
             rest = max(float(np.mean(y)) - c, 1e-6 * float(np.mean(y)))
-            for alpha in (0.1, 0.35, 0.8) if self.fit_alpha else (None,):
-                for beta in (0.1, 0.35, 0.8) if self.fit_beta else (None,):
+            for alpha in _EXPONENT_GRID if self.fit_alpha else (None,):
+                for beta in _EXPONENT_GRID if self.fit_beta else (None,):
                     theta = np.zeros(len(self.names))
                     for m in free:
                         floor = self.terms[m].label == "c"
