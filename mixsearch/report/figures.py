@@ -146,13 +146,16 @@ def mixture_figure(data: StudyData) -> Figure:
         ax = axes[0]
         w = np.array([[rec["weights"].get(d, 0.0) for d in data.domains]])
         pred = rec.get("predicted_objective")
-        std = rec.get("std")
         label = "recommended"
         if pred is not None:
-            label += f"\n{pred:.4f}" + (f" ± {std:.3f}" if std is not None else "")
+            label += f"\n{pred:.4f}"
+            if rec.get("lower") is not None:
+                label += f" [{rec['lower']:.3f}, {rec['upper']:.3f}]"
+        target = rec.get("target") or {}
+        basis = f"predicted objective at the target from the {rec.get('basis')}" if pred is not None else "no predicted objective at the target"
         _stack(ax, w, [label], colors, data.domains, edge="black", linewidth=2.0)
-        ax.set_title(f"Recommended mixture for the target {rec.get('target')} (based on rung {rec.get('rung')})", fontweight="bold")
-        ax.set_ylabel("predicted objective")
+        ax.set_title(f"Recommended mixture for the target {target.get('name') if isinstance(target, dict) else target} ({basis})", fontweight="bold")
+        ax.set_ylabel(style.axis_label("predicted objective", data.objective_label()[1]))
         i = 1
     for (rung, shown, suffix), ax in zip(panels, axes[i:]):
         w = shown[[f"w_{d}" for d in data.domains]].to_numpy(dtype=float)
@@ -162,7 +165,7 @@ def mixture_figure(data: StudyData) -> Figure:
             if r["state"] != "done":
                 tick.set_color("firebrick")
         ax.set_title(f"Rung {rung}: trials best first{suffix}")
-        ax.set_ylabel("trial #, objective")
+        ax.set_ylabel(style.axis_label("trial #, objective", data.objective_label()[1]))
     for ax in axes:
         ax.set_xlabel(style.axis_label("mixture weight", FRACTION))
         ax.xaxis.set_tick_params(labelbottom=True)
@@ -209,14 +212,17 @@ def domain_loss_figure(data: StudyData) -> Figure:
         if not keep:
             note(ax, f"Rung {rung}: no per-domain losses recorded.")
             continue
-        ax.boxplot([values[i] for i in keep], positions=pos[keep], widths=0.6, showfliers=False,
-                   medianprops={"color": "0.2"}, boxprops={"color": "0.5"}, whiskerprops={"color": "0.5"}, capprops={"color": "0.5"})
+        boxed = [i for i in keep if values[i].size >= style.MIN_BOX_N]
+        if boxed:
+            ax.boxplot([values[i] for i in boxed], positions=pos[boxed], widths=0.6, showfliers=False,
+                       medianprops={"color": "0.2"}, boxprops={"color": "0.5"}, whiskerprops={"color": "0.5"}, capprops={"color": "0.5"})
         for i in keep:
             ax.plot(pos[i] + rng.uniform(-0.18, 0.18, values[i].size), values[i], "o", ms=3, alpha=0.45, color="tab:blue")
         best = g.loc[g["objective"].idxmin() if data.minimize else g["objective"].idxmax()]
         bl = np.array([pd.to_numeric(best.get(f"loss_{d}"), errors="coerce") for d in domains], dtype=float)
         ax.plot(pos, bl, "D-", color="crimson", ms=5, lw=1, label=f"best trial #{int(best['number'])} (objective {best['objective']:.4f})")
-        label_axes(ax, "domain", "validation loss", None, NATS, title=f"Rung {rung}: per-domain loss of {len(g)} done trials")
+        few = "" if len(g) >= style.MIN_BOX_N else f" (points only: no box below {style.MIN_BOX_N} trials)"
+        label_axes(ax, "domain", "validation loss", None, NATS, title=f"Rung {rung}: per-domain loss of {len(g)} done trials{few}")
         ax.legend(loc="upper right")
     for ax in axes:
         ax.set_xticks(pos, domains, rotation=30 if len(domains) > 6 else 0, ha="right" if len(domains) > 6 else "center")
@@ -241,7 +247,8 @@ def cost_figure(data: StudyData) -> Figure:
     fig, ax = new_figure(max(5.0, 1.3 * len(rungs) + 3), 3.8)
     x = np.arange(len(rungs))
     ax.bar(x, spent_done, color="tab:blue", label="done")
-    ax.bar(x, spent_failed, bottom=spent_done, color="firebrick", label="failed")
+    if spent_failed.any() or any(n_failed):
+        ax.bar(x, spent_failed, bottom=spent_done, color="firebrick", label="failed")
     total = float(spent_done.sum() + spent_failed.sum())
     for xi, d, f, nd, nf in zip(x, spent_done, spent_failed, n_done, n_failed):
         share = (d + f) / total if total > 0 else 0.0
@@ -279,7 +286,8 @@ def curve_figure(data: StudyData) -> Figure:
         raise NothingToDraw("No training curves recorded for the ladder's rungs.")
     fig, axes = new_figure(11, 3.4 * len(rungs) + 0.4, len(rungs), 1, squeeze=False)
     obj = pd.to_numeric(df["objective"], errors="coerce")
-    cmap = style.matplotlib.colormaps["viridis_r" if data.minimize else "viridis"]
+    # Darker is better, whichever way the objective points: the eye goes to the best runs.
+    cmap = style.matplotlib.colormaps["Blues_r" if data.minimize else "Blues"]
     quantity, unit = data.objective_label()
     for rung, ax in zip(rungs, axes[:, 0]):
         ids = by_rung[rung][:MAX_CURVES]
@@ -299,7 +307,7 @@ def curve_figure(data: StudyData) -> Figure:
         label_axes(ax, "training progress", "training loss", TOKENS, NATS, title=f"Rung {rung}: {len(ids)} training curves")
         ax.xaxis.set_major_formatter(EngFormatter())
         sm = style.matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
-        fig.colorbar(sm, ax=ax, label=style.axis_label(quantity.replace("objective: ", "final "), unit), shrink=0.9)
+        fig.colorbar(sm, ax=ax, label=style.axis_label(quantity.replace("objective: ", "final ") + ", darker is better", unit), shrink=0.9)
     return fig
 
 
@@ -321,9 +329,9 @@ def _zoom_to_tail(ax: Any, curves: list[np.ndarray]) -> None:
 CAPTIONS = {
     "progress": (
         "Best objective so far and regret",
-        "Left: the best objective found so far at each fidelity rung against the cumulative cost of all finished "
-        "trials (every rung, done and failed, in the order they finished); dots are individual trials. "
-        "Right: regret, defined for a real study (whose true optimum is unknown) as the objective of the best-so-far "
+        "Top row, one panel per rung: the best objective found so far at that rung against the cumulative cost of "
+        "all finished trials (every rung, done and failed, in the order they finished); dots are individual trials. "
+        "Bottom: regret, defined for a real study (whose true optimum is unknown) as the objective of the best-so-far "
         "trial minus the best objective observed at that rung over the whole study; it reaches 0 when the study's "
         "best trial at that rung is found. Objectives are only comparable within a rung.",
     ),
@@ -331,13 +339,15 @@ CAPTIONS = {
         "Mixture weights",
         "Each bar is one trial's mixture (share of training tokens per domain), best objective first within each "
         "rung; the label gives the trial number and its objective, or its state in red when it did not finish. "
-        "The boxed bar on top is the recommended mixture for the target scale, with its predicted objective ± one "
-        "standard deviation when the proposer has a model.",
+        "The boxed bar on top is the recommended mixture for the target scale (see Recommendation), with its "
+        "predicted objective there and the central 90 % interval in brackets when a law of mixture and scale could "
+        "be fitted on the study's runs.",
     ),
     "domain_losses": (
         "Per-domain validation losses",
-        "Validation loss on each domain for every done trial at each rung (box: quartiles; dots: trials). The red "
-        "diamonds join the per-domain losses of the trial with the best objective at that rung.",
+        "Validation loss on each domain for every done trial at each rung (box: quartiles, drawn only with at least 5 "
+        "trials; dots: trials). The red diamonds join the per-domain losses of the trial with the best objective at "
+        "that rung.",
     ),
     "cost": (
         "Cost spent per rung",
@@ -353,14 +363,14 @@ CAPTIONS = {
         "Each done trial's objective predicted by the multi-fidelity Surrogate (the Gaussian process behind the mfbo "
         "proposer, with the study's kernel settings when it uses one) from all the other done trials: exact "
         "leave-one-out predictions of a GP fitted once on every done trial (hyperparameters from that fit, so the "
-        "error is slightly optimistic). Bars are ±2 standard deviations of the predictive distribution, observation "
-        "noise included; points on the dashed identity line are predicted perfectly. RMSE and Spearman rank "
-        "correlation are given per rung.",
+        "error is slightly optimistic). Bars are the central 90 % interval of the predictive distribution, "
+        "observation noise included; points on the dashed identity line are predicted perfectly. The held-out RMSE "
+        "is given per rung, and the Spearman rank correlation where a rung has at least 8 trials.",
     ),
     "curves": (
         "Training curves",
-        "Training loss against tokens seen for each proxy run, coloured by the trial's final objective; the best "
-        "trial at each rung is drawn in black.",
+        "Training loss against tokens seen for each proxy run, coloured by the trial's final objective (darker is "
+        "better, on a scale of its own per rung); the best trial at each rung is drawn in black.",
     ),
 }
 
@@ -435,6 +445,8 @@ def _law_caption(doc: dict[str, Any]) -> str:
         "chinchilla": "Loss against model size N for runs of one mixture, with the law's curves at a few token budgets D, "
                       "and observed against predicted loss",
         "asymptote": "The law against the points it was fitted on, extrapolated beyond them",
+        "joint": "Observed against predicted loss of every run at every rung, one colour per rung (N, D): the joint law of "
+                 "mixture and scale the answer at the target comes from",
     }.get(kind, "The law against the points it was fitted on")
     diag = doc.get("diagnostics") or {}
     level = doc.get("level")
@@ -443,6 +455,7 @@ def _law_caption(doc: dict[str, Any]) -> str:
         text += f" Fitted on {diag['n_points']} points."
     if level:
         text += f" Bands and bars are the law's central {float(level):.0%} interval from its bootstrap over runs."
+    text += " The title gives the in-sample error beside the held-out one (cross-validation over runs, or the held-out largest rung), so an in-sample statistic never stands alone."
     text += " The dashed line, where drawn, is perfect agreement."
     return text
 

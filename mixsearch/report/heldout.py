@@ -121,7 +121,8 @@ def surrogate_loo(study: Study, trials: pd.DataFrame, seed: int = 0) -> pd.DataF
 
 
 def heldout_figure(cv: pd.DataFrame, rungs: list[str], label: tuple[str, str | None]) -> Figure:
-    """Held-out prediction against observed objective per rung, with ±2σ bars and the identity line.
+    """Held-out prediction against observed objective per rung, with the report's interval as bars
+    and the identity line; a rank correlation only where a rung has enough trials.
 
     Args:
         cv: :func:`surrogate_loo` output.
@@ -141,9 +142,9 @@ def heldout_figure(cv: pd.DataFrame, rungs: list[str], label: tuple[str, str | N
         g = cv[cv["rung"] == rung]
         x = g["observed"].to_numpy(dtype=float)
         y = g["predicted"].to_numpy(dtype=float)
-        e = 2.0 * g["std"].to_numpy(dtype=float)
+        e = style.z_of() * g["std"].to_numpy(dtype=float)
         ax.errorbar(x, y, yerr=e, fmt="o", ms=4, color=colors[rung], ecolor=colors[rung], elinewidth=0.8, alpha=0.8, capsize=2,
-                    label="held-out trial (±2σ predictive)")
+                    label=f"held-out trial ({style.INTERVAL_LEVEL:.0%} predictive interval)")
         lo = float(np.nanmin(np.concatenate([x, y - e])))
         hi = float(np.nanmax(np.concatenate([x, y + e])))
         pad = 0.05 * (hi - lo) if hi > lo else 0.05
@@ -152,8 +153,9 @@ def heldout_figure(cv: pd.DataFrame, rungs: list[str], label: tuple[str, str | N
         ax.set_ylim(lo - pad, hi + pad)
         ax.set_aspect("equal", adjustable="box")
         rmse = float(np.sqrt(np.mean((y - x) ** 2)))
-        rho = spearmanr(x, y).statistic if len(x) > 2 and np.ptp(x) > 0 and np.ptp(y) > 0 else math.nan
-        stats = f"n={len(x)}  RMSE={rmse:.3g}" + ("" if math.isnan(rho) else f"  Spearman ρ={rho:.2f}")
-        style.label_axes(ax, f"observed {quantity.split(': ')[-1]}", "held-out prediction", unit, unit, title=f"Rung {rung}\n{stats}")
+        enough = len(x) >= style.MIN_CORRELATION_N and np.ptp(x) > 0 and np.ptp(y) > 0
+        rho = spearmanr(x, y).statistic if enough else math.nan
+        stats = f"n={len(x)}  held-out RMSE={rmse:.3g}" + (f"  Spearman ρ={rho:.2f}" if enough else f"  (no ρ below n={style.MIN_CORRELATION_N})")
+        style.label_axes(ax, f"observed {quantity.split(': ')[-1]}", f"held-out prediction of the {quantity.split(': ')[-1]}", unit, unit, title=f"Rung {rung}\n{stats}")
         ax.legend(loc="upper left")
     return fig

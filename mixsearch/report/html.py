@@ -292,31 +292,70 @@ def _law_table(law: Mapping[str, Any]) -> str:
     intervals = law.get("intervals") or {}
     level = law.get("level")
     shown = list(params.items())[:MAX_LAW_PARAMS]
+    fixed = _fixed_parameters(law)
     rows = []
+    flagged = 0
     for k, v in shown:
         iv = intervals.get(k) or {}
         ci = f"[{fmt(iv.get('lower'))}, {fmt(iv.get('upper'))}]" if iv else "–"
-        rows.append([k, v, ci])
+        status = fixed.get(k.split("[", 1)[0]) or ("not determined by the data" if undetermined(v, iv) else "")
+        flagged += status == "not determined by the data"
+        rows.append([k, v, ci, status])
     text = head
     if rows:
         interval = f"{float(level):.0%} interval" if level else "interval"
-        text += table(["parameter", "value", interval], rows)
+        text += table(["parameter", "value", interval, "note"], rows)
+        if flagged:
+            text += (f'<p class="sub">{flagged} parameter(s) marked "not determined by the data": their interval spans more '
+                     "than a factor of 10 (or crosses zero by more than the value), so the runs do not pin them down; "
+                     "predictions may still be fine where the runs are, but do not read these values.</p>")
         if len(params) > MAX_LAW_PARAMS:
             text += f'<p class="sub">… and {len(params) - MAX_LAW_PARAMS} more parameters (all in the export JSON).</p>'
     d = law.get("diagnostics") or {}
+    me = (law.get("extra") or {}).get("model_error") or {}
+    held = d.get("cv_rmse")
     quality = [
         ("points", d.get("n_points")),
-        ("rmse (fit space)", d.get("rmse")),
-        ("rmse (nats/token)", d.get("rmse_natural")),
-        ("held-out rmse", d.get("cv_rmse")),
-        ("held-out folds", d.get("cv_folds")),
+        ("in-sample rmse (nats/token)", d.get("rmse_natural")),
+        ("held-out rmse", held if held is not None else ("not measured" if not me.get("measured") else None)),
+        ("held-out folds", d.get("cv_folds") or None),
+        ("held-out rung: interval coverage", _total(me.get("coverage")) if me.get("measured") else None),
         ("converged", d.get("converged")),
         ("bootstrap resamples", d.get("bootstrap_resamples")),
     ]
     quality = [(k, v) for k, v in quality if v is not None]
     if quality:
         text += table([k for k, _ in quality], [[v for _, v in quality]], left=0)
+    if me and not me.get("measured", True):
+        text += note_html(f"The law's extrapolation error was not measured: {me.get('reason', '')}")
     return text
+
+
+def undetermined(value: Any, interval: Mapping[str, Any]) -> bool:
+    """Whether the data leave a parameter undetermined: an interval spanning more than a
+    factor of 10 for a positive parameter, or wider than twice the value's size otherwise."""
+    lo, hi, v = _num(interval.get("lower")), _num(interval.get("upper")), _num(value)
+    if not (math.isfinite(lo) and math.isfinite(hi) and math.isfinite(v)):
+        return False
+    if lo > 0 and hi > 0:
+        return hi / lo > 10.0
+    return (hi - lo) > 2.0 * max(abs(v), 1e-12)
+
+
+def _fixed_parameters(law: Mapping[str, Any]) -> dict[str, str]:
+    """Parameter base names held at a given value rather than fitted (and why)."""
+    extra = law.get("extra") or {}
+    out = {name: "fixed, not fitted" for name in (extra.get("fixed") or {})}
+    for name, why in (extra.get("exponents") or {}).items():
+        if why != "fitted":
+            out[name] = why
+    return out
+
+
+def _total(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return v.get("(total)", next(iter(v.values()), None))
+    return v
 
 
 def _num(x: Any) -> float:

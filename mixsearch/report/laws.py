@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from scipy.stats import spearmanr
 
 from mixsearch.laws.law import Law
-from mixsearch.report.style import NATS, label_axes, new_figure, note_figure, save_png
+from mixsearch.report.style import MIN_CORRELATION_N, NATS, label_axes, new_figure, note_figure, save_png
 
 _BAND_ALPHA = 0.2
 
@@ -66,19 +66,57 @@ def plot_chinchilla(law: Law, data: Mapping[str, Sequence[float]] | None = None)
     label_axes(ax, "model size N", "loss", "parameters", NATS, title=f"{law.name}: {law.formula}")
     ax.legend()
     pred = law.predict(N=n, D=d)
-    _observed_vs_predicted(ax2, y, pred, "loss", NATS)
+    _observed_vs_predicted(ax2, y, pred, "loss", NATS, law)
     return fig
 
 
-def _observed_vs_predicted(ax: Any, y: np.ndarray, pred: Any, quantity: str, unit: str | None) -> None:
-    if pred.lower is not None:
-        ax.errorbar(pred.value, y, xerr=[pred.value - pred.lower, pred.upper - pred.value], fmt="o", ms=3, alpha=0.7, elinewidth=0.8)
+def fit_quality(law: Law, y: np.ndarray, predicted: np.ndarray) -> str:
+    """In-sample and held-out error side by side (an in-sample statistic never stands alone),
+    and a rank correlation only with enough points."""
+    d = law.diagnostics
+    n = int(y.size)
+    in_rmse = float(np.sqrt(np.mean((np.asarray(predicted) - y) ** 2)))
+    held = d.get("cv_rmse")
+    me = (law.extra or {}).get("model_error") or {}
+    parts = [f"n={n}", f"in-sample RMSE {in_rmse:.3g}"]
+    if held is not None:
+        parts.append(f"held-out RMSE {float(held):.3g} ({d.get('cv_folds')} folds)")
+    elif me.get("measured"):
+        parts.append(f"held-out rung: {_held_rung(me)}")
     else:
-        ax.plot(pred.value, y, "o", ms=3, alpha=0.7)
+        parts.append("held-out error: not measured" + (f" ({me['reason'].split(':')[0]})" if me.get("reason") else ""))
+    if n >= MIN_CORRELATION_N:
+        parts.append(f"in-sample Spearman ρ {spearmanr(predicted, y).statistic:.3f}")
+    else:
+        parts.append(f"no ρ below n={MIN_CORRELATION_N}")
+    return ", ".join(parts)
+
+
+def _held_rung(me: Mapping[str, Any]) -> str:
+    cov = me.get("coverage")
+    if isinstance(cov, Mapping):
+        cov = cov.get("(total)", next(iter(cov.values()), None))
+    rmse = me.get("rmse_log")
+    if isinstance(rmse, Mapping):
+        rmse = rmse.get("(total)", next(iter(rmse.values()), None))
+    bits = []
+    if rmse is not None:
+        bits.append(f"log RMSE {float(rmse):.3g}")
+    if cov is not None:
+        bits.append(f"interval coverage {float(cov):.0%}")
+    return ", ".join(bits) or "measured"
+
+
+def _observed_vs_predicted(ax: Any, y: np.ndarray, pred: Any, quantity: str, unit: str | None, law: Law | None = None) -> None:
+    if pred.lower is not None:
+        ax.errorbar(pred.value, y, xerr=[pred.value - pred.lower, pred.upper - pred.value], fmt="o", ms=3, alpha=0.7, elinewidth=0.8,
+                    label=f"run ({pred.level:.0%} interval of the law)")
+    else:
+        ax.plot(pred.value, y, "o", ms=3, alpha=0.7, label="run")
     both = np.concatenate([y, pred.value])
     ax.plot([both.min(), both.max()], [both.min(), both.max()], color="0.4", lw=1, ls="--", label="y = x")
-    rho = spearmanr(pred.value, y).statistic if y.size > 2 else float("nan")
-    label_axes(ax, f"predicted {quantity}", f"observed {quantity}", unit, unit, title=f"predicted vs observed (Spearman ρ = {rho:.3f})")
+    title = "predicted vs observed" if law is None else f"predicted vs observed\n{fit_quality(law, y, pred.value)}"
+    label_axes(ax, f"predicted {quantity}", f"observed {quantity}", unit, unit, title=title)
     ax.legend()
 
 
@@ -96,8 +134,41 @@ def plot_mixing(law: Law, data: Mapping[str, Sequence[float]] | None = None) -> 
     tw = np.array([float((law.extra.get("target_weights") or {}).get(t, 1.0)) for t in targets])
     y = np.column_stack([cols[f"loss_{t}"] for t in targets]) @ tw / tw.sum()
     fig, ax = new_figure(6.0, 5.0)
-    _observed_vs_predicted(ax, y, law.predict(weights=r), "loss", NATS)
+    _observed_vs_predicted(ax, y, law.predict(weights=r), "loss", NATS, law)
     ax.set_title(f"{law.name}: {ax.get_title()}")
+    return fig
+
+
+def plot_joint(law: Law, data: Mapping[str, Sequence[float]] | None = None) -> Figure:
+    """The joint law against every run it was fitted on, coloured by rung (N, D)."""
+    cols = _columns(law, data)
+    if cols is None:
+        return note_figure(f"{law.name}: the law carries no data to plot")
+    comps = list(law.extra["components"])
+    targets = list(law.extra["targets"])
+    d_input = law.extra.get("d_input", "D")
+    missing = [c for c in [*(f"w_{c}" for c in comps), "N", d_input] if c not in cols]
+    if missing:
+        return note_figure(f"{law.name}: data lacks columns {', '.join(missing)}")
+    r = np.column_stack([cols[f"w_{c}"] for c in comps])
+    tw = np.array([float((law.extra.get("target_weights") or {}).get(t, 1.0)) for t in targets])
+    y = np.column_stack([cols[f"loss_{t}"] for t in targets]) @ tw / tw.sum() if all(f"loss_{t}" in cols for t in targets) else cols.get("loss")
+    if y is None:
+        return note_figure(f"{law.name}: data lacks the losses it was fitted on")
+    pred = law.predict(weights=r, N=cols["N"], **{d_input: cols[d_input]})
+    fig, ax = new_figure(7.0, 5.4)
+    scales = sorted({(float(a), float(b)) for a, b in zip(cols["N"], cols[d_input])})
+    from mixsearch.report.style import engineering, palette
+
+    colors = palette([f"{engineering(a)}/{engineering(b)}" for a, b in scales])
+    for (a, b), (label, color) in zip(scales, colors.items()):
+        at = (cols["N"] == a) & (cols[d_input] == b)
+        ax.plot(pred.value[at], y[at], "o", ms=4, alpha=0.75, color=color, label=f"N={label.split('/')[0]}, {d_input}={label.split('/')[1]}")
+    both = np.concatenate([y, pred.value])
+    ax.plot([both.min(), both.max()], [both.min(), both.max()], color="0.4", lw=1, ls="--", label="y = x")
+    quantity, unit = _output_label(law)
+    label_axes(ax, f"predicted {quantity}", f"observed {quantity}", unit, unit, title=f"{law.name}: every run at every rung\n{fit_quality(law, y, pred.value)}")
+    ax.legend(fontsize=7)
     return fig
 
 
@@ -140,6 +211,8 @@ def plot_law(law: Law, data: Mapping[str, Sequence[float]] | None = None) -> Fig
         return plot_chinchilla(law, data)
     if law.kind == "mixing":
         return plot_mixing(law, data)
+    if law.kind == "joint":
+        return plot_joint(law, data)
     return plot_power(law, data)
 
 

@@ -41,6 +41,26 @@ STYLE: dict[str, Any] = {
 
 DPI = 110
 
+# One interval convention for every figure and table of a report: the central 90 % range
+# (the answer at the target, the laws' bands, held-out predictions).
+INTERVAL_LEVEL = 0.9
+# Below these counts a box plot or a rank correlation says more about chance than data:
+# the figure draws the points and says why there is no box or correlation.
+MIN_BOX_N = 5
+MIN_CORRELATION_N = 8
+
+
+def interval_text(level: float = INTERVAL_LEVEL) -> str:
+    """How captions name the interval: ``"central 90 % interval"``."""
+    return f"central {level:.0%} interval"
+
+
+def z_of(level: float = INTERVAL_LEVEL) -> float:
+    """The normal quantile of a central interval (1.645 for 90 %)."""
+    from scipy.stats import norm
+
+    return float(norm.ppf(0.5 + level / 2.0))
+
 
 class NothingToDraw(Exception):
     """A figure has no data to show; the message says why (the report shows it as a note)."""
