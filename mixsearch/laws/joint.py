@@ -42,20 +42,18 @@ from mixsearch.laws.fit import FitError, FitOptions, FitResult, fit_model, logsu
 from mixsearch.laws.law import _NOISE_SEED, Law, Prediction, _quantiles, base_provenance, check_inputs, fit_settings, keep_draws, scale_factor
 from mixsearch.laws.mixing import MixtureOptimum, loss_matrix, minimise_on_simplex, mixture_rows, target_weight_map, training_mixtures
 
-LOG_SHARE_FLOOR = 0.01  # eps of log(w + eps): 3e-3 and 1e-2 tied on RegMix held-out mixtures, 3e-2 and 1e-3 were worse
+LOG_SHARE_FLOOR = 0.01  # eps of log(w + eps); exploring on RegMix's held-out 1M mixtures, 3e-3 and 1e-2 tied, 3e-2 and 1e-3 were worse
 RUNS_PER_PARAMETER = 3  # "auto" takes the richest form with at least this many runs per parameter (RegMix subsamples)
 HOLDOUT_LEVEL = 0.9  # level of the held-out rung's intervals and of the model-error calibration
 HOLDOUT_BOOTSTRAP = 50  # resamples of the held-out refit: its draws only need to give a spread
 TOTAL = "(total)"  # key of the weighted total beside the targets in held-out results
-PARTS = ("E", "A", "B")  # E: no scale factor; A: times N^-alpha; B: times D^-beta
-FEATURES = ("const", "linear", "log", "both", "fixed")
 FORMULA = (
     "L_i(w, N, D) = E_i(w) + A_i(w) / N^alpha_i + B_i(w) / D^beta_i, each part a sum of terms "
     "k * exp(t . w + u . log(w + eps)) (extra.terms; E has a floor c); L(w) = sum_i v_i L_i / sum_i v_i"
 )
 
-EXPONENT_BOUNDS = (0.0, 3.0)
-LOG_SHARE_BOUNDS = (-1.0, 0.0)
+EXPONENT_BOUNDS = (0.0, 3.0)  # alpha, beta
+LOG_SHARE_BOUNDS = (-1.0, 0.0)  # each u_j: see JointFormula.bounds
 _EXPONENT_GRID = (0.1, 0.35, 0.8)  # starts of alpha and beta
 # Presets: the features of E's mixture terms (after the floor c), of A's terms and of B's terms.
 FORMS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
