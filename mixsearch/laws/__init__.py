@@ -24,9 +24,11 @@ from mixsearch.laws.chinchilla import ChinchillaLaw, ComputeOptimal, fit_chinchi
 from mixsearch.laws.cmr import CMRLaw, CMRResult, critical_ratio, feasible_set, fit_cmr, fit_cmr_law, fit_increment_law, fit_ratio_law
 from mixsearch.laws.export import SCHEMA_ID, law_from_dict, law_to_dict, load, load_all, save, validate_law_dict
 from mixsearch.laws.fit import HUBER_DELTA, FitError, FitOptions, FitResult, fit_model, fit_tied
-from mixsearch.laws.joint import JointLaw, JointOptimum, ScaleHoldout, fit_joint, leave_one_scale_out
+from mixsearch.laws.joint import fit_joint, leave_one_scale_out
+from mixsearch.laws.joint_law import JointLaw, JointOptimum, ScaleHoldout
 from mixsearch.laws.law import Law, Prediction
-from mixsearch.laws.mixing import MixingLaw, MixtureOptimum, fit_mixing, fit_nested
+from mixsearch.laws.mixing import MixingLaw, MixtureOptimum, fit_mixing
+from mixsearch.laws.nested import fit_nested
 from mixsearch.laws.study_laws import study_laws
 from mixsearch.laws.table import LawSet, fit_table
 

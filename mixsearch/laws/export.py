@@ -32,7 +32,7 @@ def _law_classes() -> dict[str, type[Law]]:
     from mixsearch.laws.asymptote import AsymptoteLaw
     from mixsearch.laws.chinchilla import ChinchillaLaw
     from mixsearch.laws.cmr import CMRLaw
-    from mixsearch.laws.joint import JointLaw
+    from mixsearch.laws.joint_law import JointLaw
     from mixsearch.laws.mixing import MixingLaw
 
     return {cls.kind: cls for cls in (ChinchillaLaw, MixingLaw, CMRLaw, AsymptoteLaw, JointLaw)}

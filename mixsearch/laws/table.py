@@ -136,7 +136,9 @@ def _chinchilla(df: pd.DataFrame, path: Path, opts: FitOptions, law_opts: dict[s
 
 
 def _mixing(df: pd.DataFrame, path: Path, opts: FitOptions, law_opts: dict[str, Any], prov: dict[str, Any]) -> Law:
-    from mixsearch.laws.mixing import SUM_TOL, fit_mixing, fit_nested
+    from mixsearch.laws.mixing import fit_mixing
+    from mixsearch.laws.mixture import SUM_TOL
+    from mixsearch.laws.nested import fit_nested
 
     wcols = [c for c in df.columns if c.startswith("w_")]
     if len(wcols) < 2:

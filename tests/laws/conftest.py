@@ -8,6 +8,8 @@ from typing import Callable
 import numpy as np
 import pytest
 
+from mixsearch.laws import FitOptions
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "laws"
 
 # Hoffmann et al.'s published fit, used as the truth the fitter must recover.
@@ -42,3 +44,29 @@ def jacobian_error() -> Callable[..., float]:
         return float(np.max(np.abs(analytic - numeric) / scale))
 
     return check
+
+
+# -- a world the joint law's "ye" form represents exactly (tests of joint, joint_law) ------------
+
+JOINT_DOMAINS = ["web", "code", "books"]
+T_E = np.array([-1.5, 0.5, 1.0])  # sums to 0, the law's normalisation
+T_A = np.array([0.6, -0.4, -0.2])
+TRUTH = {"c": 1.5, "kE": 0.8, "kA": 60.0, "B": 250.0, "alpha": 0.3, "beta": 0.3}
+# Five rungs, three sizes and three token counts: both exponents identified.
+RUNGS = [(1e7, 2e8), (1e7, 3.2e9), (4e7, 8e8), (1.6e8, 2e8), (1.6e8, 3.2e9)]
+JOINT_FAST = FitOptions(bootstrap=6, keep_samples=6, cv_folds=0, n_starts=4)
+
+
+def joint_truth(w: np.ndarray, N: np.ndarray | float, D: np.ndarray | float, curve: float = 0.0) -> np.ndarray:
+    """The Chinchilla-mixing world the "ye" form can represent exactly (``curve`` adds a second N power it cannot)."""
+    t = TRUTH
+    return t["c"] + t["kE"] * np.exp(w @ T_E) + t["kA"] * np.exp(w @ T_A) / N ** t["alpha"] + t["B"] / D ** t["beta"] + curve * 40.0 / N**0.6
+
+
+def joint_runs(per_rung: int, noise: float, seed: int, rungs=RUNGS, curve: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    w = rng.dirichlet(np.ones(3), per_rung * len(rungs))
+    N = np.repeat([r[0] for r in rungs], per_rung)
+    D = np.repeat([r[1] for r in rungs], per_rung)
+    y = joint_truth(w, N, D, curve) * np.exp(rng.normal(0.0, noise, N.size))
+    return w, N, D, y
