@@ -3,6 +3,7 @@
 from mixsearch.candidate import Candidate, TrialResult
 from mixsearch.study import (
     Budget,
+    ContinualPretraining,
     Domain,
     EvaluatorSpec,
     FidelityLadder,
@@ -12,6 +13,7 @@ from mixsearch.study import (
     SearchSpace,
     Study,
     StudyError,
+    TwoPhase,
 )
 from mixsearch.studyfile import load_study
 
@@ -20,6 +22,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Budget",
     "Candidate",
+    "ContinualPretraining",
     "Domain",
     "EvaluatorSpec",
     "FidelityLadder",
@@ -30,6 +33,7 @@ __all__ = [
     "Study",
     "StudyError",
     "TrialResult",
+    "TwoPhase",
     "load_study",
     "__version__",
 ]

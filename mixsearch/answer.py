@@ -49,6 +49,8 @@ class TargetAnswer:
         model_error: How the law's extrapolation error was measured (or why it was not).
         reason: Why there is no predicted target objective (when ``predicted`` is None).
         warnings: Sanity warnings about the target (epochs over the corpus, far extrapolation).
+        schedule: A two-phase study's answer: the phases and switch behind ``weights``
+            (``{"first", "second", "switch"}``; see :mod:`mixsearch.schedule_answer`).
     """
 
     weights: dict[str, float]
@@ -65,6 +67,7 @@ class TargetAnswer:
     model_error: dict[str, Any] | None = None
     reason: str | None = None
     warnings: list[str] = field(default_factory=list)
+    schedule: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,6 +83,9 @@ class TargetAnswer:
     def line(self, domains: Sequence[str], objective_label: str, unit: str | None) -> str:
         """One line for the CLI: the mixture, and the prediction with its basis, or why there is none."""
         mix = ", ".join(f"{d}={self.weights.get(d, 0.0):.3f}" for d in domains)
+        if self.schedule:
+            first, second = (", ".join(f"{d}={self.schedule[k].get(d, 0.0):.3f}" for d in domains) for k in ("first", "second"))
+            mix += f" (two phases: {first} for the first {self.schedule['switch']:.0%} of the tokens, then {second})"
         where = f"{self.target['name']} (N={_eng(self.target.get('N'))}, D={_eng(self.target.get('D'))})"
         if self.predicted is None:
             return f"recommended mixture: {mix}; no predicted {objective_label} at {where}: {self.reason}"

@@ -18,18 +18,19 @@ from typing import Callable
 import pandas as pd
 
 from mixsearch.answer import fit_objective_law, target_answer
-from mixsearch.candidate import Candidate, TrialResult
+from mixsearch.candidate import Candidate, Phases, TrialResult
 from mixsearch.evaluate import Evaluator, make_evaluator
 from mixsearch.evaluate.base import split_field
 from mixsearch.execute import make_executor
 from mixsearch.jsonfile import write_json
 from mixsearch.ledger import DONE, Ledger, LedgerError, StudyChanged, Trial, default_url
 from mixsearch.orchestrator import Orchestrator, Progress, RunSummary, build_context, trial_context
-from mixsearch.propose.base import Proposer
+from mixsearch.propose.base import Proposer, check_schedule
 from mixsearch.propose.base import make_proposer as _make_proposer
 from mixsearch.results import build_export
+from mixsearch.schedule_answer import attach_schedule, cpt_answer
 from mixsearch.storage import check_url, safe_url
-from mixsearch.study import Study, StudyError, definition_changes, study_definition
+from mixsearch.study import ContinualPretraining, Study, StudyError, TwoPhase, definition_changes, study_definition
 from mixsearch.studyfile import load_study, validate
 from mixsearch.threads import limited
 from mixsearch.worker import Worker
@@ -69,9 +70,12 @@ def ledger_url(study: Study, storage: str | None = None, root: str | Path = DEFA
 
 
 def make_proposer(study: Study, study_file: str | Path | None = None) -> Proposer:
-    """The study's proposer; a bad name or option is a :class:`StudyError` naming the file."""
+    """The study's proposer; a bad name or option, or one that does not search what the study's
+    schedule asks for, is a :class:`StudyError` naming the file."""
     try:
-        return _make_proposer(study.proposer)
+        proposer = _make_proposer(study.proposer)
+        check_schedule(proposer, study.proposer.name, study.schedule)
+        return proposer
     except ValueError as exc:
         field, message = split_field(str(exc), "proposer.options")
         raise StudyError(field, message, str(study_file) if study_file else None) from exc
@@ -240,12 +244,19 @@ def carry_over(trials: list[Trial], old_domains: list[str], old_def: dict, study
         weights = tuple(by_name.get(d, 0.0) for d in study.domain_names)
         if not study.space.contains(weights, tol=1e-5):
             continue
+        phases = None
+        if t.candidate.schedule is not None:
+            # A two-phase trial keeps its phases, read by domain name like its weights.
+            doc = t.candidate.schedule.as_dict(old_domains)
+            if any(w > 0 for part in ("first", "second") for d, w in doc[part].items() if d not in study.domain_names):
+                continue
+            phases = Phases.from_dict({k: ({d: doc[k].get(d, 0.0) for d in study.domain_names} if k != "switch" else doc[k]) for k in doc}, study.domain_names)
         objective = study.objective.value(t.domain_losses, t.metrics)
         if not math.isfinite(objective):
             continue
         metrics = {**t.metrics, "forked_from": t.trial_id}
         result = TrialResult(dict(t.domain_losses), objective, float(t.cost or 0.0), float(t.seconds or 0.0), [tuple(p) for p in t.curve], metrics)
-        out.append((Candidate(weights, rung, t.candidate.seed), result))
+        out.append((Candidate(() if phases else weights, rung, t.candidate.seed, phases), result))
     return out
 
 
@@ -424,8 +435,22 @@ def export_document(opened: OpenStudy, with_laws: bool = True, say: Callable[[st
         rec = proposer.recommend(ctx) if ctx.history.n else None
     df = ledger.to_dataframe()
     done = df[df["state"] == "done"] if not df.empty else df
+    if isinstance(study.schedule, ContinualPretraining):
+        with limited("law"):
+            if with_laws:
+                say(f"fitting the continual pre-training laws on {len(done)} done trials (surface, bootstrap, the per-T CMR pipeline)")
+                answer, laws, skipped = cpt_answer(done, study)
+            else:
+                answer, laws, skipped = cpt_answer(done, study, bootstrap=0)
+            return build_export(
+                study, trials, df, rec, ledger.get_meta("snapshot"), with_laws=with_laws, fingerprint=ledger.get_meta("fingerprint"),
+                answer=answer, laws_fitted=(laws, skipped),
+            )
+    two_phase = isinstance(study.schedule, TwoPhase)
     with limited("law"):
-        if with_laws:
+        if two_phase:
+            law = "no law models the order of two phases (the joint law sees one mixture per run): the answer is the best schedule observed"
+        elif with_laws:
             say(f"fitting the joint law of mixture and scale on {len(done)} done trials (bootstrap, held-out rung)")
             law = fit_objective_law(done, study)
         else:
@@ -438,11 +463,14 @@ def export_document(opened: OpenStudy, with_laws: bool = True, say: Callable[[st
             pool=None if pool is None else pool.weights,
             data_tokens=data_tokens() if callable(data_tokens) and study.evaluator.kind == "proxy" else None,
         )
-        if with_laws:
+        if two_phase and answer is not None:
+            answer = attach_schedule(answer, done, study.domain_names)
+        if with_laws and not two_phase:
             say("fitting the per-rung and across-rung laws")
         return build_export(
             study, trials, df, rec, ledger.get_meta("snapshot"), with_laws=with_laws, fingerprint=ledger.get_meta("fingerprint"),
             answer=answer, joint=None if isinstance(law, str) else law,
+            laws_fitted=([], [f"mixing laws: {law}"]) if two_phase else None,
         )
 
 

@@ -121,7 +121,14 @@ def _run(path_or_name: str, storage: Optional[str], root: Path, executor: str, w
     finally:
         opened.ledger.dispose()
     doc = json.loads(out.read_text())
-    if doc.get("recommendation"):
+    if (doc.get("recommendation") or {}).get("kind") == "cmr":
+        from mixsearch.schedule_answer import CPTAnswer
+
+        cmr = CPTAnswer.from_export(doc["recommendation"])
+        console.print(cmr.line(), markup=False)
+        for warning in cmr.warnings:
+            console.print(f"warning: {warning}", markup=False)
+    elif doc.get("recommendation"):
         answer = TargetAnswer.from_export(doc["recommendation"])
         unit = "nats/token" if study.objective.metric is None and study.evaluator.kind == "proxy" else None
         console.print(answer.line(study.domain_names, study.objective.label, unit), markup=False)

@@ -40,7 +40,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import pandas as pd
 import sqlalchemy as sa
 
-from mixsearch.candidate import Candidate, TrialResult, trial_id
+from mixsearch.candidate import Candidate, Phases, TrialResult, trial_id
 from mixsearch.study import definition_changes, study_definition
 from mixsearch.storage import (
     MEMORY_URL,
@@ -51,6 +51,7 @@ from mixsearch.storage import (
     FileLock,
     LedgerError,
     PgAdvisoryLock,
+    add_missing_columns,
     disk_hint,
     first_line,
     insert_ignore,
@@ -165,9 +166,20 @@ class Ledger:
                         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_SCHEMA_LOCK})
                     metadata.create_all(conn)
                 check_schema(conn, self.url, create)
+            self._migrate_columns()
         except LedgerError:
             self.engine.dispose()
             raise
+
+    def _migrate_columns(self) -> None:
+        """Give a ledger of an older schema the trial columns added since (nullable: old rows keep
+        their meaning). The schema version is raised when a study is next bound to it."""
+        with self._read("cannot open") as conn:
+            have = {c["name"] for c in sa.inspect(conn).get_columns("trials")}
+        if {c.name for c in trials_table.columns} <= have:
+            return
+        with self._write("cannot migrate") as conn:
+            add_missing_columns(conn)
 
     @classmethod
     def in_memory(cls) -> "Ledger":
@@ -351,6 +363,7 @@ class Ledger:
                     "trial_id": tid,
                     "ask": ask,
                     "weights": json.dumps(dict(zip(domains, c.weights))),
+                    "schedule": _schedule_json(c, domains),
                     "rung": c.rung,
                     "seed": c.seed,
                     "state": PENDING,
@@ -385,7 +398,7 @@ class Ledger:
         for c, r in finished:
             tid = trial_id(c, context[c.rung])
             rows.setdefault(tid, {
-                "trial_id": tid, "ask": 0, "weights": json.dumps(dict(zip(domains, c.weights))), "rung": c.rung, "seed": c.seed,
+                "trial_id": tid, "ask": 0, "weights": json.dumps(dict(zip(domains, c.weights))), "schedule": _schedule_json(c, domains), "rung": c.rung, "seed": c.seed,
                 "state": DONE, "attempts": 0, "created": now, "finished": now, **_result_values(r),
             })
         if rows:
@@ -594,7 +607,9 @@ class Ledger:
         """One row per trial: ids, state, rung, costs, objective, ``w_<domain>`` and ``loss_<domain>`` columns.
 
         Weight columns carry the names the ledger stored them under, never a study
-        file's current order.
+        file's current order. Two-phase trials add ``switch``, ``w1_<domain>`` and
+        ``w2_<domain>`` (their ``w_`` is the token-weighted mixture); continual pre-training
+        trials add ``base_loss_<domain>``, their base model's losses.
         """
         trials = self.trials()
         domains = self._read_order()
@@ -620,7 +635,17 @@ class Ledger:
                 "finished": tr.finished,
             }
             rec.update({f"w_{d}": w for d, w in zip(names, tr.candidate.weights)})
+            ph = tr.candidate.schedule
+            if ph is not None:
+                # A two-phase trial: ``w_`` is its token-weighted mixture, these its phases.
+                rec["switch"] = ph.switch
+                rec.update({f"w1_{d}": w for d, w in zip(names, ph.first)})
+                rec.update({f"w2_{d}": w for d, w in zip(names, ph.second)})
             rec.update({f"loss_{d}": v for d, v in tr.domain_losses.items()})
+            base = tr.metrics.get("base_losses")
+            if isinstance(base, Mapping):
+                # A continual pre-training trial: the base model it continued, for the CMR laws.
+                rec.update({f"base_loss_{d}": v for d, v in base.items()})
             records.append(rec)
         return pd.DataFrame.from_records(records)
 
@@ -647,8 +672,19 @@ def drop_ledger(url: str) -> None:
         engine.dispose()
 
 
+def _schedule_json(c: Candidate, domains: Sequence[str]) -> str | None:
+    """A candidate's phases as stored (weights by domain name), or None without a schedule."""
+    return None if c.schedule is None else json.dumps(c.schedule.as_dict(domains))
+
+
 def _to_trial(row: Mapping[str, Any], domains: Sequence[str] | None) -> Trial:
-    cand = Candidate(read_weights(row["weights"], domains), row["rung"], int(row["seed"]))
+    raw = row.get("schedule")
+    if raw:
+        if domains is None:
+            raise LedgerError("a trial stores a two-phase schedule but the ledger names no domains")
+        cand = Candidate((), row["rung"], int(row["seed"]), Phases.from_dict(json.loads(raw), domains))
+    else:
+        cand = Candidate(read_weights(row["weights"], domains), row["rung"], int(row["seed"]))
     return Trial(
         trial_id=row["trial_id"],
         number=int(row["number"]),

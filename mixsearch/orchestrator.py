@@ -25,7 +25,7 @@ from mixsearch.execute.base import Executor, Job
 from mixsearch.interrupt import StudyInterrupted, TrialInterrupted, clear_stop, request_stop
 from mixsearch.ledger import DONE, FAILED, PENDING, RUNNING, Ledger, Trial, best_done, worker_name
 from mixsearch.propose.base import History, ProposalContext, Proposer, Recommendation
-from mixsearch.study import Study
+from mixsearch.study import ContinualPretraining, Study
 from mixsearch.threads import limited
 
 
@@ -94,13 +94,26 @@ def build_context(study: Study, ledger: Ledger, ask: int, pool: Any = None, tria
         seed=ask_seed(study.seed, ask if salt == 0 else ask * 1000 + salt),
         pool=pool,
         trial_seed=study.seed,
+        schedule=study.schedule,
+        domains=tuple(study.domain_names),
     )
 
 
 def trial_context(study: Study, snapshot: str) -> dict[str, dict[str, Any]]:
-    """Per rung, what besides the candidate fixes a trial's result (part of its id)."""
+    """Per rung, what besides the candidate fixes a trial's result (part of its id).
+
+    A continual pre-training study adds its base model (``schedule``): the same candidate
+    continued from another base is another trial. (A two-phase candidate carries its phases
+    itself: they enter its id through :func:`~mixsearch.candidate.trial_id`.) Studies without a schedule keep the
+    context, and so the trial ids, they always had.
+    """
     config = study.config_hash()
-    return {r.name: {"config": config, "snapshot": snapshot, "N": r.n_params, "D": r.tokens} for r in study.ladder.rungs}
+    out: dict[str, dict[str, Any]] = {r.name: {"config": config, "snapshot": snapshot, "N": r.n_params, "D": r.tokens} for r in study.ladder.rungs}
+    if isinstance(study.schedule, ContinualPretraining):
+        identity = study.schedule.identity(study.domain_names)
+        for ctx in out.values():
+            ctx["schedule"] = identity
+    return out
 
 
 class TrialLoop:

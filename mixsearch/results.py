@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from mixsearch import __version__
-from mixsearch.answer import TargetAnswer
 from mixsearch.laws.law import Law
 from mixsearch.ledger import Trial, best_done
 from mixsearch.propose.base import Recommendation
@@ -46,6 +45,8 @@ def best_per_rung(trials: Sequence[Trial], study: Study) -> dict[str, dict[str, 
             "weights": dict(zip(study.domain_names, best.candidate.weights)),
             "n_trials": sum(1 for t in trials if t.candidate.rung == rung and t.state == "done"),
         }
+        if best.candidate.schedule is not None:
+            out[rung]["schedule"] = best.candidate.schedule.as_dict(study.domain_names)
     return out
 
 
@@ -65,8 +66,12 @@ def search_dict(rec: Recommendation | None, study: Study, observed_rungs: set[st
     }
 
 
-def recommendation_dict(answer: TargetAnswer | None, rec: Recommendation | None, study: Study, observed_rungs: set[str]) -> dict[str, Any] | None:
-    """The study's answer at the target (see :mod:`mixsearch.answer`) and the proposer's pick beside it."""
+def recommendation_dict(answer: Any, rec: Recommendation | None, study: Study, observed_rungs: set[str]) -> dict[str, Any] | None:
+    """The study's answer at the target and the proposer's pick beside it.
+
+    ``answer`` is a :class:`~mixsearch.answer.TargetAnswer`, or for a continual pre-training
+    study a :class:`~mixsearch.schedule_answer.CPTAnswer` (``"kind": "cmr"``: the critical ratio).
+    """
     if answer is None and rec is None:
         return None
     out: dict[str, Any] = answer.as_dict() if answer is not None else {}
@@ -127,8 +132,9 @@ def build_export(
     snapshot: str | None,
     with_laws: bool = True,
     fingerprint: str | None = None,
-    answer: TargetAnswer | None = None,
+    answer: Any = None,
     joint: Law | None = None,
+    laws_fitted: tuple[list[Law], list[str]] | None = None,
 ) -> dict[str, Any]:
     """The export document for a study.
 
@@ -140,16 +146,20 @@ def build_export(
         snapshot: The data snapshot id.
         with_laws: Fit laws on the done trials.
         fingerprint: The ledger's study fingerprint (part of ``ledger_state``).
-        answer: The answer at the target scale.
+        answer: The answer at the target scale (a ``TargetAnswer``, or a ``CPTAnswer``).
         joint: The joint law the answer comes from (exported first in ``laws``).
+        laws_fitted: ``(laws, reasons skipped)`` already fitted for a study with a schedule,
+            in place of the per-rung and across-rung laws of a mixture study.
     """
+    from mixsearch.laws import law_to_dict
+
     laws: list[dict[str, Any]] = []
     skipped: list[str] = []
-    if with_laws:
+    if with_laws and laws_fitted is not None:
+        laws, skipped = [law_to_dict(law) for law in laws_fitted[0]], list(laws_fitted[1])
+    elif with_laws:
         laws, skipped = fit_study_laws(df, study)
     if joint is not None:
-        from mixsearch.laws import law_to_dict
-
         laws.insert(0, law_to_dict(joint))
     observed = {t.candidate.rung for t in trials if t.state == "done"}
     counts = df["state"].value_counts().to_dict() if not df.empty else {}

@@ -30,7 +30,9 @@ PG_ADD_LOCK = zlib.crc32(b"mixsearch.add")
 
 # 1: mixsearch 0.1.0. 2: the study definition (meta "definition", "fingerprint", "domains")
 # is stored, and trial weights are stored by domain name (schema-1 rows are migrated).
-SCHEMA_VERSION = 2
+# 3: trials carry a nullable ``schedule`` (a two-phase candidate's phases, JSON by domain
+# name); an older ledger gains the column when opened (:func:`add_missing_columns`).
+SCHEMA_VERSION = 3
 
 
 metadata = sa.MetaData()
@@ -65,7 +67,11 @@ trials_table = sa.Table(
     sa.Column("curve", sa.Text),
     sa.Column("metrics", sa.Text),
     sa.Column("error", sa.Text),
+    sa.Column("schedule", sa.Text),
 )
+
+# Columns later schemas added to ``trials``: (name, SQL type), added to an older ledger on open.
+ADDED_COLUMNS = (("schedule", "TEXT"),)
 
 MEMORY_URL = "sqlite://"
 # Query parameters whose values are secrets (libpq's and common drivers' spellings).
@@ -288,6 +294,33 @@ def disk_hint(url: str) -> str:
         return ""
     free = st.f_bavail * st.f_frsize
     return f" (disk full: {free} bytes free in {folder})" if free < 1 << 20 else ""
+
+
+def add_missing_columns(conn: sa.Connection) -> list[str]:
+    """Add the columns of :data:`ADDED_COLUMNS` that an older ledger's ``trials`` lacks.
+
+    Nullable columns only, so every existing row stays valid (NULL: no schedule). Two
+    processes opening one old ledger at once may both try: a duplicate column is fine.
+
+    Returns:
+        The columns added.
+    """
+    have = {c["name"] for c in sa.inspect(conn).get_columns("trials")}
+    added = []
+    for name, sql_type in ADDED_COLUMNS:
+        if name in have:
+            continue
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text(f"ALTER TABLE trials ADD COLUMN IF NOT EXISTS {name} {sql_type}"))
+        else:
+            try:
+                with conn.begin_nested():
+                    conn.execute(sa.text(f"ALTER TABLE trials ADD COLUMN {name} {sql_type}"))
+            except sa.exc.OperationalError as exc:
+                if "duplicate column" not in str(exc).lower():
+                    raise
+        added.append(name)
+    return added
 
 
 def check_schema(conn: sa.Connection, url: str, create: bool) -> None:

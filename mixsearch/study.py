@@ -12,9 +12,11 @@ import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# The general-loss tolerance of continual pre-training: the CMR laws' default too.
+DEFAULT_TOLERANCE = 0.05
 
 
 class StudyError(ValueError):
@@ -257,6 +259,134 @@ class EvaluatorSpec:
 
 
 @dataclass(frozen=True)
+class ContinualPretraining:
+    """A continual pre-training study: continue a base model on a new domain mixed with replay.
+
+    Each trial continues the base model (a ProxyModel trained on the general domains,
+    or ``base_checkpoint``) for T tokens of the mixture ``(1 - R) * base_mixture + R *
+    e_new``: a fraction R of the new domain, the rest replayed general data. A trial's
+    candidate is that mixture over the study's domains (R is its weight on
+    ``new_domain``); its rung carries the base model's size N and the continued tokens T.
+    The answer is the critical mixture ratio CMR(T) of Gu et al. (2024) at the target's T
+    and N: the largest R whose general loss stays within ``tolerance`` of the base model's.
+
+    Attributes:
+        new_domain: The domain the model is continued on (a study domain); the others are general.
+        tolerance: ε: the general loss may rise to ``L0 * (1 + ε)`` (``relative``) or ``L0 + ε``.
+        relative: Whether ε is relative to the base model's general loss L0.
+        base_mixture: Weights of the general domains in the base model's training data and in
+            the replay (normalised); ``None`` is uniform over them. The general loss is the
+            validation loss averaged with these weights.
+        base_tokens: Tokens the base model is trained on (the same at every size).
+        base_tokens_per_param: Or tokens per parameter: ``base_tokens_per_param * N`` at each size.
+        base_checkpoint: A ProxyModel checkpoint file (see :mod:`mixsearch.proxy.continual`)
+            to continue instead of training a base model; its size must be every rung's.
+    """
+
+    kind: ClassVar[str] = "continual"
+    new_domain: str
+    tolerance: float = DEFAULT_TOLERANCE
+    relative: bool = True
+    base_mixture: Mapping[str, float] | None = None
+    base_tokens: int | None = None
+    base_tokens_per_param: float | None = None
+    base_checkpoint: str | None = None
+
+    def general_domains(self, domains: Sequence[str]) -> list[str]:
+        """The study's domains other than the new one, in study order."""
+        return [d for d in domains if d != self.new_domain]
+
+    def base_weights(self, domains: Sequence[str]) -> tuple[float, ...]:
+        """The base (replay) mixture over ``domains`` ``[K]``: 0 on the new domain, sums to 1."""
+        general = self.general_domains(domains)
+        raw = {d: float((self.base_mixture or {}).get(d, 0.0)) if self.base_mixture else 1.0 for d in general}
+        total = sum(raw.values())
+        return tuple(raw.get(d, 0.0) / total for d in domains)
+
+    def mixture(self, ratio: float, domains: Sequence[str]) -> tuple[float, ...]:
+        """The continued-training mixture ``(1 - R) * base + R * e_new`` over ``domains`` ``[K]``."""
+        base = self.base_weights(domains)
+        return tuple((1.0 - ratio) * b + (ratio if d == self.new_domain else 0.0) for d, b in zip(domains, base))
+
+    def ratio(self, weights: Sequence[float], domains: Sequence[str]) -> float:
+        """R: a mixture's weight on the new domain."""
+        return float(weights[list(domains).index(self.new_domain)])
+
+    def general_loss(self, losses: Mapping[str, float], domains: Sequence[str]) -> float:
+        """The general validation loss: the general domains' losses averaged with the base mixture's weights."""
+        return float(sum(w * float(losses[d]) for d, w in zip(domains, self.base_weights(domains)) if w > 0))
+
+    def limit(self, loss_general_0: float) -> float:
+        """How far the general loss may rise above the base model's: ``ε * L0``, or ``ε`` when not relative."""
+        return self.tolerance * loss_general_0 if self.relative else self.tolerance
+
+    def base_tokens_for(self, n_params: int) -> int:
+        """Tokens the base model of size ``n_params`` is trained on."""
+        if self.base_tokens is not None:
+            return int(self.base_tokens)
+        if self.base_tokens_per_param is not None:
+            return int(round(float(self.base_tokens_per_param) * n_params))
+        raise ValueError("schedule.base_tokens: set base_tokens or base_tokens_per_param (or base_checkpoint)")
+
+    def identity(self, domains: Sequence[str]) -> dict[str, Any]:
+        """What about the schedule fixes a trial's result (part of trial ids and the study's
+        definition). The tolerance only shapes the answer, so it may change between runs."""
+        return {
+            "kind": self.kind,
+            "new_domain": self.new_domain,
+            "base_mixture": [round(w, 9) for w in self.base_weights(domains)],
+            "base_tokens": self.base_tokens,
+            "base_tokens_per_param": self.base_tokens_per_param,
+            "base_checkpoint": self.base_checkpoint,
+        }
+
+    def observation(self, weights: Sequence[float], losses: Mapping[str, float], metrics: Mapping[str, Any], domains: Sequence[str]) -> dict[str, float] | None:
+        """One trial as the CMR laws read it, or None when its losses or base losses are missing.
+
+        Returns:
+            ``{"R", "loss_general", "loss_domain", "loss_general_0", "loss_domain_0"}``: the
+            trial's ratio, its general and new-domain losses, and its base model's.
+        """
+        base = metrics.get("base_losses")
+        try:
+            out = {
+                "R": self.ratio(weights, domains),
+                "loss_general": self.general_loss(losses, domains),
+                "loss_domain": float(losses[self.new_domain]),
+                "loss_general_0": self.general_loss(base, domains),  # type: ignore[arg-type]
+                "loss_domain_0": float(base[self.new_domain]),  # type: ignore[index]
+            }
+        except (KeyError, TypeError, ValueError):
+            return None
+        return out if all(math.isfinite(v) for v in out.values()) else None
+
+
+@dataclass(frozen=True)
+class TwoPhase:
+    """A two-phase pre-training schedule as the search space: a phase-1 mixture for the first
+    ``switch`` fraction of each run's tokens, then a phase-2 mixture.
+
+    A trial's candidate carries both mixtures and the switch
+    (:class:`mixsearch.candidate.Phases`); its ``weights`` are the token-weighted overall mixture.
+
+    Attributes:
+        min_switch: Smallest switch point searched (fraction of the tokens in phase 1), in (0, 1).
+        max_switch: Largest switch point searched, in (min_switch, 1).
+    """
+
+    kind: ClassVar[str] = "two-phase"
+    min_switch: float = 0.1
+    max_switch: float = 0.9
+
+    def identity(self, domains: Sequence[str]) -> dict[str, Any]:
+        """The search space the schedule spans (part of the study's definition)."""
+        return {"kind": self.kind, "min_switch": float(self.min_switch), "max_switch": float(self.max_switch)}
+
+
+Schedule = ContinualPretraining | TwoPhase
+
+
+@dataclass(frozen=True)
 class Study:
     """Everything a study run needs, declared in a study file.
 
@@ -272,6 +402,8 @@ class Study:
         seed: Master seed; the same study with the same seed proposes the same trials.
         storage: SQLAlchemy URL of the ledger; default ``sqlite:///runs/<name>/ledger.sqlite``.
         max_attempts: Attempts per trial before it is left failed.
+        schedule: ``None`` for a mixture study; :class:`ContinualPretraining` to search the
+            replay ratio of continued training; :class:`TwoPhase` to search two-phase schedules.
     """
 
     name: str
@@ -285,6 +417,7 @@ class Study:
     seed: int = 0
     storage: str | None = None
     max_attempts: int = 3
+    schedule: Schedule | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "domains", tuple(self.domains))
@@ -296,8 +429,16 @@ class Study:
         return [d.name for d in self.domains]
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready description of the study (used in the ledger and exports)."""
-        return json.loads(json.dumps(asdict(self), default=_jsonable))
+        """A JSON-ready description of the study (used in the ledger and exports).
+
+        A schedule is written with its ``kind`` and, for continual pre-training, its
+        ``identity`` (the resolved base mixture), which :func:`study_definition` reads.
+        """
+        d = json.loads(json.dumps(asdict(self), default=_jsonable))
+        if self.schedule is not None:
+            names = [x.name for x in self.domains if isinstance(x, Domain)]
+            d["schedule"] = {"kind": self.schedule.kind, **d["schedule"], "identity": json.loads(json.dumps(self.schedule.identity(names)))}
+        return d
 
     def config_hash(self) -> str:
         """Hash of what determines a trial's result, excluding the budget and proposer.
@@ -327,7 +468,7 @@ def study_definition(study: Mapping[str, Any], snapshot: str | None) -> dict[str
     """
     space = study.get("space") or {}
     ladder = study.get("ladder") or {}
-    return {
+    out = {
         "domains": [d["name"] for d in study.get("domains", [])],
         "space": {k: dict(space.get(k) or {}) for k in ("lower", "upper", "fixed")},
         "rungs": {r["name"]: [r.get("n_params"), r.get("tokens"), r.get("cost")] for r in ladder.get("rungs", [])},
@@ -335,6 +476,12 @@ def study_definition(study: Mapping[str, Any], snapshot: str | None) -> dict[str
         "evaluator": (study.get("evaluator") or {}).get("kind"),
         "snapshot": snapshot,
     }
+    schedule = study.get("schedule")
+    if schedule:
+        # Only a study with a schedule carries the key: a mixture study's definition (and its
+        # fingerprint) stays what it was before schedules existed.
+        out["schedule"] = schedule.get("identity") or {"kind": schedule.get("kind")}
+    return out
 
 
 def definition_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -358,6 +505,8 @@ def definition_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[s
             out.append(f"rung {name!r} changed (N, D, cost: {spec} -> {list(now)})")
     if old.get("objective") != new.get("objective"):
         out.append(f"the objective changed ({old.get('objective')} -> {new.get('objective')})")
+    if old.get("schedule") != new.get("schedule"):
+        out.append(f"the schedule changed ({old.get('schedule')} -> {new.get('schedule')})")
     if old.get("evaluator") != new.get("evaluator"):
         out.append(f"the world changed ({old.get('evaluator')} -> {new.get('evaluator')})")
     elif old.get("snapshot") is not None and old.get("snapshot") != new.get("snapshot"):

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from mixsearch.study import (
     NAME_RE,
     Budget,
+    ContinualPretraining,
     Domain,
     EvaluatorSpec,
     FidelityLadder,
@@ -27,6 +28,7 @@ from mixsearch.study import (
     SearchSpace,
     Study,
     StudyError,
+    TwoPhase,
 )
 
 
@@ -103,7 +105,59 @@ def validate(study: Any, source: str | None = None) -> Study:
         fail("max_attempts", f"must be an integer >= 1, got {study.max_attempts!r}")
     if study.storage is not None and (not isinstance(study.storage, str) or "://" not in study.storage):
         fail("storage", f"must be an SQLAlchemy URL such as sqlite:///x.db, got {_kind(study.storage)}")
+    _validate_schedule(study.schedule, names, study.space, study.ladder, fail)
     return study
+
+
+def _validate_schedule(schedule: Any, names: list[str], space: SearchSpace, ladder: FidelityLadder, fail: Any) -> None:
+    """A schedule's fields: a continual pre-training study's new domain, tolerance and base model;
+    a two-phase study's switch range."""
+    if schedule is None:
+        return
+    if isinstance(schedule, TwoPhase):
+        for attr in ("min_switch", "max_switch"):
+            v = getattr(schedule, attr)
+            if not _is_number(v) or not 0.0 < float(v) < 1.0:
+                fail(f"schedule.{attr}", f"must be a fraction of the tokens in (0, 1), got {v!r}")
+        if not schedule.min_switch < schedule.max_switch:
+            fail("schedule.max_switch", f"must exceed min_switch ({schedule.min_switch}), got {schedule.max_switch}")
+        return
+    if not isinstance(schedule, ContinualPretraining):
+        fail("schedule", f"expected None, a ContinualPretraining or a TwoPhase, got {_kind(schedule)}")
+    s = schedule
+    if s.new_domain not in names:
+        fail("schedule.new_domain", f"must be one of the study's domains {names}, got {s.new_domain!r}")
+    if not _is_number(s.tolerance) or float(s.tolerance) < 0:
+        fail("schedule.tolerance", f"must be a number >= 0, got {s.tolerance!r}")
+    if not isinstance(s.relative, bool):
+        fail("schedule.relative", f"must be True or False, got {_kind(s.relative)}")
+    if s.base_mixture is not None:
+        if not isinstance(s.base_mixture, Mapping) or not s.base_mixture:
+            fail("schedule.base_mixture", f"must be a non-empty mapping {{general domain: weight}} or None, got {_kind(s.base_mixture)}")
+        for k, v in s.base_mixture.items():
+            if k == s.new_domain:
+                fail(f"schedule.base_mixture.{k}", "is the new domain; the base mixture is over the general domains")
+            if k not in names:
+                fail(f"schedule.base_mixture.{k}", f"unknown domain {k!r}")
+            if not _is_number(v) or float(v) < 0:
+                fail(f"schedule.base_mixture.{k}", f"must be a number >= 0, got {v!r}")
+        if sum(float(v) for v in s.base_mixture.values()) <= 0:
+            fail("schedule.base_mixture", "weights sum to 0")
+    if s.base_tokens is not None and (not _is_int(s.base_tokens) or s.base_tokens <= 0):
+        fail("schedule.base_tokens", f"must be a positive integer, got {s.base_tokens!r}")
+    if s.base_tokens_per_param is not None and (not _is_number(s.base_tokens_per_param) or not float(s.base_tokens_per_param) > 0):
+        fail("schedule.base_tokens_per_param", f"must be a positive number, got {s.base_tokens_per_param!r}")
+    given = [a for a in ("base_tokens", "base_tokens_per_param", "base_checkpoint") if getattr(s, a) is not None]
+    if len(given) > 1:
+        fail(f"schedule.{given[1]}", f"set one of base_tokens, base_tokens_per_param, base_checkpoint, not {' and '.join(given)}")
+    if s.base_checkpoint is not None and not isinstance(s.base_checkpoint, (str, os.PathLike)):
+        fail("schedule.base_checkpoint", f"must be a checkpoint file path, got {_kind(s.base_checkpoint)}")
+    for i, r in enumerate((*ladder.rungs, ladder.target)):
+        if r.n_params is None or r.tokens is None:
+            where = f"ladder.rungs[{i}]" if i < len(ladder.rungs) else "ladder.target"
+            fail(where, "a continual pre-training rung needs n_params (the base model's size N) and tokens (the continued tokens T)")
+    if space.lower or space.upper or space.fixed:
+        fail("space", f"a continual pre-training study searches the ratio R of {s.new_domain!r} on the line from the base mixture; bounds on the mixture do not apply (leave space=None)")
 
 
 def _validate_space(space: SearchSpace | None, names: list[str], fail: Any) -> None:

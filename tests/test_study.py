@@ -76,3 +76,53 @@ def test_objective_on_losses_or_a_metric_and_one_sign_convention():
     assert acc.to_minimise(0.7) == -0.7 and acc.from_minimise(acc.to_minimise(0.7)) == 0.7
     assert Objective().to_minimise(2.0) == 2.0 and Objective().sign == 1.0
     assert "accuracy" in acc.label and "higher" in acc.label
+
+
+# -- schedules ----------------------------------------------------------------------------
+
+
+def test_continual_pretraining_mixes_the_new_domain_into_the_base_mixture():
+    from mixsearch.study import ContinualPretraining
+
+    names = ["a", "b", "c"]
+    uniform = ContinualPretraining("c")
+    assert uniform.base_weights(names) == (0.5, 0.5, 0.0)
+    assert uniform.mixture(0.4, names) == pytest.approx((0.3, 0.3, 0.4))
+    assert uniform.ratio((0.3, 0.3, 0.4), names) == 0.4
+    tilted = ContinualPretraining("a", base_mixture={"b": 3.0, "c": 1.0})
+    assert tilted.base_weights(names) == (0.0, 0.75, 0.25)
+    # The general loss is averaged with the base mixture's weights; the new domain's is apart.
+    assert tilted.general_loss({"a": 9.0, "b": 2.0, "c": 4.0}, names) == pytest.approx(2.5)
+    assert ContinualPretraining("c", tolerance=0.1).limit(3.0) == pytest.approx(0.3)
+    assert ContinualPretraining("c", tolerance=0.1, relative=False).limit(3.0) == pytest.approx(0.1)
+    assert ContinualPretraining("c", base_tokens_per_param=20).base_tokens_for(1000) == 20_000
+
+
+def test_a_trial_observation_needs_its_base_models_losses():
+    from mixsearch.study import ContinualPretraining
+
+    s = ContinualPretraining("c")
+    ob = s.observation((0.3, 0.3, 0.4), {"a": 2.0, "b": 4.0, "c": 5.0}, {"base_losses": {"a": 1.0, "b": 3.0, "c": 6.0}}, ["a", "b", "c"])
+    assert ob == {"R": 0.4, "loss_general": 3.0, "loss_domain": 5.0, "loss_general_0": 2.0, "loss_domain_0": 6.0}
+    assert s.observation((0.3, 0.3, 0.4), {"a": 2.0, "b": 4.0, "c": 5.0}, {}, ["a", "b", "c"]) is None
+
+
+def test_a_schedule_enters_the_definition_and_a_mixture_studys_definition_is_unchanged():
+    from mixsearch.study import ContinualPretraining, TwoPhase
+
+    plain = make_study().definition("snap-1")
+    assert "schedule" not in plain  # a mixture study's definition (and fingerprint) is what it was
+    cpt = make_study(schedule=ContinualPretraining("c", base_tokens=10**6)).definition("snap-1")
+    assert cpt["schedule"]["kind"] == "continual" and cpt["schedule"]["new_domain"] == "c"
+    assert cpt["schedule"]["base_mixture"] == [0.5, 0.5, 0.0]
+    # The tolerance shapes only the answer: it may change; the base model may not.
+    looser = make_study(schedule=ContinualPretraining("c", base_tokens=10**6, tolerance=0.2)).definition("snap-1")
+    assert definition_changes(cpt, looser) == []
+    other_base = make_study(schedule=ContinualPretraining("c", base_tokens=2 * 10**6)).definition("snap-1")
+    assert any("the schedule changed" in c for c in definition_changes(cpt, other_base))
+    assert any("the schedule changed" in c for c in definition_changes(plain, cpt))
+    two = make_study(schedule=TwoPhase(0.2, 0.8)).definition("snap-1")
+    assert two["schedule"] == {"kind": "two-phase", "min_switch": 0.2, "max_switch": 0.8}
+    assert make_study(schedule=TwoPhase()).to_dict()["schedule"]["kind"] == "two-phase"
+    # The config hash (part of every trial id) does not see the schedule: trial_context does.
+    assert make_study(schedule=TwoPhase()).config_hash() == make_study().config_hash()

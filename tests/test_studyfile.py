@@ -148,3 +148,40 @@ def test_load_study_errors(tmp_path, body, field):
 def test_missing_file():
     with pytest.raises(StudyError, match="study file not found"):
         load_study("nope/missing.py")
+
+
+SCHEDULE_BAD = [
+    ("schedule", {"schedule": "two-phase"}),
+    ("schedule.new_domain", {"schedule": "CPT(new_domain='zz')"}),
+    ("schedule.tolerance", {"schedule": "CPT(new_domain='c', tolerance=-0.1)"}),
+    ("schedule.relative", {"schedule": "CPT(new_domain='c', relative='yes')"}),
+    ("schedule.base_mixture.c", {"schedule": "CPT(new_domain='c', base_mixture={'c': 1.0})"}),
+    ("schedule.base_mixture.zz", {"schedule": "CPT(new_domain='c', base_mixture={'zz': 1.0})"}),
+    ("schedule.base_mixture", {"schedule": "CPT(new_domain='c', base_mixture={'a': 0.0})"}),
+    ("schedule.base_tokens", {"schedule": "CPT(new_domain='c', base_tokens=-5)"}),
+    ("schedule.base_tokens_per_param", {"schedule": "CPT(new_domain='c', base_tokens=10, base_tokens_per_param=20)"}),
+    ("schedule.min_switch", {"schedule": "TwoPhase(min_switch=0.0)"}),
+    ("schedule.max_switch", {"schedule": "TwoPhase(min_switch=0.6, max_switch=0.4)"}),
+    ("space", {"schedule": "CPT(new_domain='c')", "space": SearchSpace(("a", "b", "c"), upper={"c": 0.5})}),
+    ("ladder.target", {"schedule": "CPT(new_domain='c')", "ladder": FidelityLadder((Rung("s", 10, 10),), target=Rung("t", cost=5.0))}),
+]
+
+
+@pytest.mark.parametrize("field,change", SCHEDULE_BAD, ids=[b[0] + f"-{i}" for i, b in enumerate(SCHEDULE_BAD)])
+def test_each_bad_schedule_field_is_named(text_dirs, field, change):
+    from mixsearch.study import ContinualPretraining, TwoPhase
+
+    change = dict(change)
+    text = change["schedule"]
+    change["schedule"] = text if not isinstance(text, str) or not text[0].isupper() else eval(text, {"CPT": ContinualPretraining, "TwoPhase": TwoPhase})
+    with pytest.raises(StudyError) as info:
+        validate(make_study(text_dirs, **change), source="studies/x.py")
+    assert info.value.field == field
+    assert "\n" not in str(info.value) and str(info.value).startswith(f"studies/x.py: {field}:")
+
+
+def test_a_good_schedule_passes(text_dirs):
+    from mixsearch.study import ContinualPretraining, TwoPhase
+
+    validate(make_study(text_dirs, schedule=ContinualPretraining("c", base_tokens_per_param=20, base_mixture={"a": 2, "b": 1})))
+    validate(make_study(text_dirs, schedule=TwoPhase(0.25, 0.75)))

@@ -30,8 +30,8 @@ from mixsearch.evaluate import make_evaluator
 from mixsearch.execute.inline import InlineExecutor
 from mixsearch.ledger import Ledger, Trial
 from mixsearch.orchestrator import Orchestrator, TrialLoop
-from mixsearch.propose.base import BUILTIN, make_proposer
-from mixsearch.study import Budget, Domain, ProposerSpec, Study
+from mixsearch.propose.base import BUILTIN, check_schedule, make_proposer
+from mixsearch.study import Budget, Domain, ProposerSpec, Schedule, Study
 from mixsearch.threads import limited
 
 CURVE_COLUMNS = ["proposer", "seed", "step", "cost", "regret"]
@@ -61,13 +61,15 @@ def parse_proposer(text: str, batch_size: int = 1) -> ProposerSpec:
     return ProposerSpec(name=name, batch_size=batch_size, options=options)
 
 
-def _check_inputs(proposers: Sequence[str], seeds: int, budget: float, batch_size: int, thresholds: Sequence[float], pool: bool) -> list[str]:
+def _check_inputs(proposers: Sequence[str], seeds: int, budget: float, batch_size: int, thresholds: Sequence[float], pool: bool, schedule: Schedule | None = None) -> list[str]:
     names = [p.strip() for p in proposers if p.strip()]
     if not names:
         raise ValueError("--proposers: name at least one proposer")
     for p in names:
         try:
-            proposer = make_proposer(parse_proposer(p))
+            spec = parse_proposer(p)
+            proposer = make_proposer(spec)
+            check_schedule(proposer, spec.name, schedule)
             check_mode = getattr(proposer, "check_mode", None)
             if callable(check_mode):
                 check_mode(pool=pool)
@@ -112,6 +114,7 @@ def bench_study(world: World, proposer: str, seed: int, budget: float, batch_siz
         proposer=parse_proposer(proposer, batch_size),
         evaluator=world.evaluator,
         seed=seed,
+        schedule=world.schedule,
     )
 
 
@@ -183,7 +186,8 @@ def summarise(curves: pd.DataFrame, span: float, thresholds: Sequence[float], or
 
     Columns: ``proposer``, ``seeds``, ``cost_to_<p>pct`` (target-run units; inf if the median
     seed never stays below ``p``% of the range), ``reached_<p>pct`` (fraction of seeds that
-    did), ``final_regret``, ``final_regret_pct`` (of the range), ``final_cost``, ``steps``,
+    did), ``steps_to_<p>pct`` (rounds of results after which it stays below: trials, at batch
+    size 1), ``final_regret``, ``final_regret_pct`` (of the range), ``final_cost``, ``steps``,
     ``seconds`` (median wall time of a run).
     """
     rows = []
@@ -196,6 +200,7 @@ def summarise(curves: pd.DataFrame, span: float, thresholds: Sequence[float], or
             tag = f"{100 * t:g}pct"
             row[f"cost_to_{tag}"] = float(np.median(costs))
             row[f"reached_{tag}"] = float(np.mean(np.isfinite(costs)))
+            row[f"steps_to_{tag}"] = float(np.median([cost_to_reach(r.assign(cost=r["step"].astype(float)), t * span) for r in runs]))
         finals = [float(r["regret"].iloc[-1]) for r in runs]
         row["final_regret"] = float(np.median(finals))
         row["final_regret_pct"] = 100.0 * row["final_regret"] / span if span > 0 else 0.0
@@ -241,7 +246,7 @@ def run_bench(
         ValueError: one line naming the bad input (oracle spec, file, proposer, number, folder).
     """
     world = load_world(oracle, target)
-    names = _check_inputs(proposers, seeds, budget, batch_size, thresholds, world.pool)
+    names = _check_inputs(proposers, seeds, budget, batch_size, thresholds, world.pool, world.schedule)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: {out} is a file, not a folder")

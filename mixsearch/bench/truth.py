@@ -4,6 +4,8 @@ A study never knows the true target value of a mixture; a benchmark world does: 
 table holds the measured runs at the target fidelity, a synthetic world is a formula.
 :class:`Truth` holds that knowledge (the target value of any mixture, the best and
 worst attainable, the cost of one target run) and turns a recommendation into regret.
+In a continual pre-training world the answer is a ratio, not a mixture to rank:
+:class:`RatioTruth` scores it by its distance to the true critical ratio at the target.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 
 from mixsearch.evaluate.synthetic import SyntheticEvaluator
 from mixsearch.evaluate.table import TableEvaluator
-from mixsearch.study import FidelityLadder, Objective
+from mixsearch.study import ContinualPretraining, FidelityLadder, Objective
 
 
 @dataclass(frozen=True)
@@ -81,3 +83,44 @@ def synthetic_truth(world: SyntheticEvaluator, ladder: FidelityLadder) -> Truth:
         return float(world.true_objective(w, target)[0])
 
     return Truth(value, best, worst, float(target.run_cost), world.objective)
+
+
+@dataclass(frozen=True)
+class RatioTruth(Truth):
+    """Scores a continual pre-training answer: regret is ``|R_rec − CMR_true|`` at the target.
+
+    The span is the range of R (1), so the bench's regret thresholds are errors in R: its
+    5 % threshold is the ``|error| <= 0.05`` of a critical ratio.
+
+    Attributes:
+        ratio_of: The ratio R of a recommended mixture ``[K]``.
+        cmr: The true critical ratio at the target.
+    """
+
+    ratio_of: Callable[[np.ndarray], float] = lambda w: float("nan")  # noqa: E731 - set by cpt_truth
+    cmr: float = float("nan")
+
+    @property
+    def span(self) -> float:
+        return 1.0
+
+    def regret(self, weights: Sequence[float] | None) -> float:
+        if weights is None:
+            return self.span
+        return abs(self.ratio_of(np.asarray(weights, dtype=float)) - self.cmr)
+
+
+def cpt_truth(world: SyntheticEvaluator, ladder: FidelityLadder, schedule: ContinualPretraining) -> RatioTruth:
+    """The truth of a continual pre-training world: its critical ratio at the target's (T, N)."""
+    t = ladder.target
+    cmr = world.true_cmr(float(t.tokens), float(t.n_params), schedule.tolerance, schedule.relative)  # type: ignore[arg-type]
+    domains = list(world.domains)
+    return RatioTruth(
+        target_value=lambda w: schedule.ratio(w, domains),
+        best=cmr,
+        worst=float(max(cmr, 1.0 - cmr)),
+        target_run_cost=float(t.run_cost),
+        objective=Objective(),
+        ratio_of=lambda w: schedule.ratio(w, domains),
+        cmr=cmr,
+    )

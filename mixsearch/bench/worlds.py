@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mixsearch.bench.truth import Truth, synthetic_truth, table_truth
+from mixsearch.bench.truth import Truth, cpt_truth, synthetic_truth, table_truth
 from mixsearch.evaluate.synthetic import OPTIONS as SYNTHETIC_OPTIONS
 from mixsearch.evaluate.synthetic import SyntheticEvaluator
-from mixsearch.evaluate.worlds import SYNTHETIC_WORLDS, default_ladder
+from mixsearch.evaluate.worlds import SYNTHETIC_WORLDS, CPTWorld, default_ladder
 from mixsearch.evaluate.table import TableEvaluator
-from mixsearch.study import EvaluatorSpec, FidelityLadder, Objective
+from mixsearch.study import ContinualPretraining, EvaluatorSpec, FidelityLadder, Objective, Schedule
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class World:
         evaluator: The study's evaluator spec for this world.
         objective: The study's objective.
         truth: Scores recommendations.
+        schedule: The study's schedule (a continual pre-training world's), or None.
     """
 
     spec: str
@@ -40,6 +41,7 @@ class World:
     evaluator: EvaluatorSpec
     objective: Objective
     truth: Truth
+    schedule: Schedule | None = None
 
     @property
     def pool(self) -> bool:
@@ -78,6 +80,12 @@ def load_world(spec: str, target: str | None = None) -> World:
             world = SyntheticEvaluator(name, None, objective, options.get("noise"), options.get("seed", 0), options.get("pool"), ladder.names)
         except ValueError as exc:
             raise ValueError(f"--oracle: {str(exc).removeprefix('evaluator.options.')}") from None
+        law = SYNTHETIC_WORLDS[name]
+        if isinstance(law, CPTWorld):
+            if world.pool_size is not None:
+                raise ValueError(f"--oracle: the {name!r} world is continual pre-training; it offers no pool")
+            schedule = ContinualPretraining(law.new_domain, tolerance=law.tolerance)
+            return World(spec, spec, world.domains, ladder, EvaluatorSpec("synthetic", options), objective, cpt_truth(world, ladder, schedule), schedule)
         return World(spec, spec, world.domains, ladder, EvaluatorSpec("synthetic", options), objective, synthetic_truth(world, ladder))
     raise ValueError(f"--oracle: unknown oracle kind {kind!r}; use 'table:PATH.csv' or 'synthetic:NAME'")
 

@@ -99,7 +99,9 @@ class CommandEvaluator:
 
     @classmethod
     def from_study(cls, study: "Study") -> "CommandEvaluator":
-        """The command world a study names."""
+        """The command world a study names (a study without a schedule: candidate.json carries one mixture)."""
+        if study.schedule is not None:
+            raise ValueError(f"schedule: the command evaluator hands your trainer one mixture per trial; a {study.schedule.kind} schedule needs the proxy evaluator (or a package.module:Class evaluator, which receives the whole candidate)")
         return cls(study.evaluator.options, study.name, study.domain_names, study.objective, study.ladder.rungs)
 
     # -- Evaluator protocol ------------------------------------------------------------

@@ -1,7 +1,14 @@
-"""The ``proxy`` world: a candidate becomes a trained proxy GPT and its per-domain validation losses."""
+"""The ``proxy`` world: a candidate becomes a trained proxy GPT and its per-domain validation losses.
+
+In a continual pre-training study each trial continues the base model of its rung's size
+(trained once on the base mixture and cached, or the study's checkpoint) on the
+candidate's mixture for the rung's tokens, and reports the base model's losses beside its
+own. A two-phase candidate trains on its first mixture, then its second from the switch.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import json
@@ -16,7 +23,7 @@ from mixsearch.candidate import Candidate, EvaluationError, Pool, TrialResult
 from mixsearch.proxy.corpus import DEFAULT_MAX_BYTES_PER_DOMAIN, DEFAULT_VOCAB_SIZE, Corpus, build_corpus
 from mixsearch.proxy.sources import DEMO_DOMAINS, user_files
 from mixsearch.proxy.train import ProxyRunResult, TrainConfig
-from mixsearch.study import Domain, Objective, Rung, StudyError
+from mixsearch.study import ContinualPretraining, Domain, Objective, Rung, Schedule, StudyError
 from mixsearch.threads import threads_for
 
 if TYPE_CHECKING:
@@ -46,10 +53,12 @@ class ProxyEvaluator:
         StudyError: an unknown or invalid option, naming ``evaluator.options.<name>``.
     """
 
-    def __init__(self, domains: Sequence[Domain], objective: Objective | None = None, options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, domains: Sequence[Domain], objective: Objective | None = None, options: Mapping[str, Any] | None = None, schedule: Schedule | None = None) -> None:
         self.domains = tuple(domains)
         self.objective = objective or Objective()
         self.options = dict(options or {})
+        self.schedule = schedule
+        self._bases: dict[tuple[int, int], Any] = {}  # (N, seed) -> BaseModel, this process's copy
         known = set(CORPUS_OPTIONS) | set(TRAIN_OPTIONS) | set(RUN_OPTIONS)
         for key in self.options:
             if key not in known:
@@ -76,9 +85,15 @@ class ProxyEvaluator:
                 raise StudyError(f"ladder.rungs[{i}]", "a proxy rung needs n_params and tokens")
         if study.objective.metric is not None:
             raise StudyError("objective.metric", f"proxies report validation losses, not {study.objective.metric!r}; use the default Objective or domain_weights")
+        sch = study.schedule
+        if isinstance(sch, ContinualPretraining):
+            if sch.base_checkpoint is None and sch.base_tokens is None and sch.base_tokens_per_param is None:
+                raise StudyError("schedule.base_tokens", "the proxy evaluator trains the base model: set base_tokens or base_tokens_per_param (or base_checkpoint)")
+            if sch.base_checkpoint is not None and not Path(os.fspath(sch.base_checkpoint)).expanduser().is_file():
+                raise StudyError("schedule.base_checkpoint", f"checkpoint file not found: {os.fspath(sch.base_checkpoint)!r}")
         # Sources may be given as paths; the corpus (and its hash) reads strings.
         domains = tuple(Domain(d.name, os.fspath(d.source)) for d in study.domains)
-        return cls(domains, study.objective, study.evaluator.options)
+        return cls(domains, study.objective, study.evaluator.options, sch)
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -117,7 +132,12 @@ class ProxyEvaluator:
         # Where and how fast a run goes (compile, logging) does not change what it learns.
         settings = {k: v for k, v in self.train_config.as_dict().items() if k not in ("compile", "log_every")}
         train = json.dumps(settings, sort_keys=True, default=str)
-        return f"{self.corpus.hash}-{hashlib.sha256(train.encode()).hexdigest()[:8]}"
+        out = f"{self.corpus.hash}-{hashlib.sha256(train.encode()).hexdigest()[:8]}"
+        if isinstance(self.schedule, ContinualPretraining) and self.schedule.base_checkpoint is not None:
+            # A user's checkpoint is data: an edited file is a new snapshot.
+            blob = Path(os.fspath(self.schedule.base_checkpoint)).expanduser().read_bytes()
+            out += f"-ckpt{hashlib.sha256(blob).hexdigest()[:8]}"
+        return out
 
     def data_tokens(self) -> dict[str, int]:
         """Training tokens per domain in the corpus (for the epochs-at-the-target warning)."""
@@ -141,14 +161,10 @@ class ProxyEvaluator:
         Raises:
             EvaluationError: the run diverged.
         """
-        from mixsearch.proxy.batched import train_proxies
-
-        self._check(candidate, rung)
-        torch.set_num_threads(threads_for("proxy"))
-        (run,) = train_proxies(self.corpus, [candidate.weights], rung.n_params, rung.tokens, [candidate.seed], **self._train_kwargs())
-        if run.diverged:
-            raise EvaluationError(run.diverged)
-        return self._result(run, rung)
+        (out,) = self.evaluate_many([candidate], [rung])
+        if isinstance(out, EvaluationError):
+            raise out
+        return out
 
     def evaluate_many(self, candidates: Sequence[Candidate], rungs: Sequence[Rung]) -> list[TrialResult | EvaluationError]:
         """Train candidates that share a rung together (batched proxies).
@@ -163,33 +179,72 @@ class ProxyEvaluator:
         if len(candidates) != len(rungs):
             raise ValueError(f"evaluate_many: {len(candidates)} candidates but {len(rungs)} rungs")
         out: list[TrialResult | EvaluationError | None] = [None] * len(candidates)
-        groups: dict[str, list[int]] = {}
+        groups: dict[tuple[str, int], list[int]] = {}
+        continual = isinstance(self.schedule, ContinualPretraining)
         for i, (c, r) in enumerate(zip(candidates, rungs)):
             self._check(c, r)
-            groups.setdefault(r.name, []).append(i)
+            # Continued runs of one pack share a base model: one per size and seed.
+            groups.setdefault((r.name, c.seed if continual else 0), []).append(i)
         torch.set_num_threads(threads_for("proxy"))
-        for idx in groups.values():
+        for (_, seed), idx in groups.items():
             rung = rungs[idx[0]]
+            base = None
+            if continual:
+                try:
+                    base = self.base(int(rung.n_params), seed)  # type: ignore[arg-type]
+                except EvaluationError as exc:
+                    for i in idx:
+                        out[i] = exc
+                    continue
+            phases = [None if candidates[i].schedule is None else (candidates[i].schedule.second, candidates[i].schedule.switch) for i in idx]  # type: ignore[union-attr]
             runs = train_proxies(
                 self.corpus,
-                [candidates[i].weights for i in idx],
+                [candidates[i].weights if candidates[i].schedule is None else candidates[i].schedule.first for i in idx],  # type: ignore[union-attr]
                 rung.n_params,
                 rung.tokens,
                 [candidates[i].seed for i in idx],
                 max_pack=self.options.get("max_pack"),
+                phases=phases if any(ph is not None for ph in phases) else None,
+                init=None if base is None else (base.config, base.state),
                 **self._train_kwargs(),
             )
             for i, run in zip(idx, runs):
-                out[i] = EvaluationError(run.diverged) if run.diverged else self._result(run, rung)
+                out[i] = EvaluationError(run.diverged) if run.diverged else self._result(run, rung, base)
+            if base is not None:
+                # Only the first trial that needed the base reports the time spent training it.
+                self._bases[(int(rung.n_params), seed)] = dataclasses.replace(base, meta={**base.meta, "seconds": 0.0})
         return out  # type: ignore[return-value]
 
+    def base(self, n_params: int, seed: int) -> Any:
+        """The base model a continual pre-training trial at size ``n_params`` continues
+        (:class:`~mixsearch.proxy.continual.BaseModel`): the study's checkpoint, or the one
+        trained on the base mixture (from the disk cache when another trial built it).
+
+        Raises:
+            EvaluationError: the checkpoint does not fit the corpus, or the base run diverged.
+        """
+        from mixsearch.proxy.continual import base_model, load_checkpoint
+
+        sch = self.schedule
+        assert isinstance(sch, ContinualPretraining)
+        key = (int(n_params), int(seed))
+        if key not in self._bases:
+            names = [d.name for d in self.domains]
+            try:
+                if sch.base_checkpoint is not None:
+                    self._bases[key] = load_checkpoint(os.fspath(sch.base_checkpoint), self.corpus, self.options.get("device", "auto"), self.train_config.seq_len, self.train_config.eval_tokens)
+                else:
+                    self._bases[key] = base_model(self.corpus, int(n_params), sch.base_weights(names), sch.base_tokens_for(int(n_params)), self.train_config, int(seed), self.options.get("device", "auto"))
+            except ValueError as exc:
+                raise EvaluationError(str(exc)) from None
+        return self._bases[key]
     def _check(self, candidate: Candidate, rung: Rung) -> None:
         if rung.n_params is None or rung.tokens is None:
             raise ValueError(f"rung {rung.name!r}: a proxy rung needs n_params and tokens")
         if len(candidate.weights) != len(self.domains):
             raise ValueError(f"candidate has {len(candidate.weights)} weights for {len(self.domains)} domains")
 
-    def _result(self, run: ProxyRunResult, rung: Rung) -> TrialResult:
+    def _result(self, run: ProxyRunResult, rung: Rung, base: Any = None) -> TrialResult:
         model = run.config["model"]
         metrics = {
             "n_params": run.n_params,
@@ -207,6 +262,19 @@ class ProxyEvaluator:
             "domain_tokens": dict(run.domain_tokens),
             "finished_at": time.time(),
         }
+        if "phases" in run.config:
+            metrics["switch_step"] = run.config["phases"]["switch_step"]
+        if base is not None:
+            # What the CMR laws compare against: the base model's own losses, and how it was made.
+            metrics.update(
+                base_losses=dict(base.losses),
+                base_n_params=base.n_params,
+                base_tokens=base.meta.get("tokens"),
+                base_flops=base.meta.get("flops"),
+                base_checkpoint=base.meta.get("path"),
+                base_seconds=float(base.meta.get("seconds") or 0.0),
+                continued_tokens=run.tokens,
+            )
         return TrialResult(
             domain_losses=dict(run.domain_losses),
             objective=self.objective.value(run.domain_losses),
@@ -223,6 +291,7 @@ class ProxyEvaluator:
         # expected hash travels, so a mismatching rebuild is caught.
         state = dict(self.__dict__)
         state["_corpus"] = None
+        state["_bases"] = {}  # re-read from the disk cache where the evaluator lands
         return state
 
 

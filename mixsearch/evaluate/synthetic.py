@@ -5,6 +5,11 @@ observes one: per-domain losses (or a metric such as an accuracy) at any rung's 
 with noise that shrinks with N, deterministic for a given (mixture, rung, seeds). A study
 on it runs in seconds with no training: ``EvaluatorSpec("synthetic", {"world":
 "mixing-shift"})``. With ``pool=P`` it offers P random mixtures at every rung, like a table.
+
+A continual pre-training world (``cpt-finance``) is observed by a study with a
+:class:`~mixsearch.study.ContinualPretraining` schedule on that world's new domain: each trial
+reports the continued model's losses and, in ``metrics["base_losses"]``, its base model's
+(measured once per base size and seed, so every trial continuing one base sees the same).
 """
 
 from __future__ import annotations
@@ -17,9 +22,9 @@ import numpy as np
 
 from mixsearch.candidate import Candidate, EvaluationError, Pool, TrialResult
 from mixsearch.evaluate.base import check_options, options_digest
-from mixsearch.evaluate.worlds import SYNTHETIC_WORLDS
+from mixsearch.evaluate.worlds import SYNTHETIC_WORLDS, CPTWorld
 from mixsearch import simplex
-from mixsearch.study import Objective, Rung, SearchSpace
+from mixsearch.study import ContinualPretraining, Objective, Rung, SearchSpace
 
 if TYPE_CHECKING:
     from mixsearch.study import Study
@@ -89,6 +94,7 @@ class SyntheticEvaluator:
             if r.n_params is None or r.tokens is None:
                 raise ValueError(f"ladder.rungs[{i}]: a synthetic rung needs n_params and tokens (the world is a law of N and D)")
         world = SYNTHETIC_WORLDS.get(opts["world"])
+        check_schedule_fits(study, world, opts["world"])
         if world is not None:
             reports = world.objective.metric
             if study.objective.metric != reports:
@@ -142,15 +148,37 @@ class SyntheticEvaluator:
             observed = losses[0] + loss_sd * rng.standard_normal(losses.shape[1])
             domain_losses = {d: float(v) for d, v in zip(self.domains, observed)}
         observed_metrics = {name: float(v[0] + metric_sd * rng.standard_normal()) for name, v in metrics.items()}
+        extra: dict[str, object] = {}
+        if isinstance(self.world, CPTWorld):
+            extra = {"base_losses": self.base_losses(rung.n_params, candidate.seed), "continued_tokens": rung.tokens}
         return TrialResult(
             domain_losses=domain_losses,
             objective=self.objective.value(domain_losses, observed_metrics),
             cost=rung.run_cost,
             seconds=0.0,
-            metrics={**observed_metrics, "n_params": rung.n_params, "tokens": rung.tokens, "noise_sd": max(loss_sd, metric_sd)},
+            metrics={**observed_metrics, "n_params": rung.n_params, "tokens": rung.tokens, "noise_sd": max(loss_sd, metric_sd), **extra},
         )
 
+    def base_losses(self, n_params: float, seed: int) -> dict[str, float]:
+        """A continual pre-training world's base model, measured once per (size, seed): ``{domain: loss}``."""
+        assert isinstance(self.world, CPTWorld)
+        sd, _ = self.world.noise_sd(n_params, self.noise)
+        key = f"{self.seed}:{seed}:base:{n_params}"
+        rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little"))
+        base = self.world.base_losses(n_params)
+        return {d: float(base[self.world.domains.index(d)] + sd * rng.standard_normal()) for d in self.world.domains}
+
     # -- the truth (the bench scores recommendations with it) --------------------------
+
+    def true_cmr(self, tokens: float, n_params: float, tolerance: float | None = None, relative: bool = True) -> float:
+        """A continual pre-training world's critical ratio at (T, N).
+
+        Raises:
+            ValueError: the world is not a continual pre-training world.
+        """
+        if not isinstance(self.world, CPTWorld):
+            raise ValueError(f"the {self.world_name!r} world has no critical mixture ratio (not a continual pre-training world)")
+        return self.world.cmr(tokens, n_params, tolerance, relative)
 
     def _truth(self, weights: np.ndarray, n_params: float, tokens: float) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
         """Noise-free ``(losses [n, K] in study domain order or None, metrics {name: [n]})``."""
@@ -219,3 +247,27 @@ class SyntheticEvaluator:
             x = np.concatenate([np.eye(space.dim), simplex.sample(20000, space, np.random.default_rng(12345))])
         y = self.objective.sign * self.true_objective(x, rung)
         return float(self.objective.sign * y.max())
+
+
+def check_schedule_fits(study: "Study", world: object, name: str) -> None:
+    """A continual pre-training world needs a ContinualPretraining schedule on its new domain
+    (and no base model of the study's own: the world is its own base); the other worlds are
+    laws of one mixture and take no schedule.
+
+    Raises:
+        ValueError: naming the schedule field.
+    """
+    sch = study.schedule
+    if world is None:
+        return  # an unknown world is named when the evaluator is built
+    if isinstance(world, CPTWorld):
+        if not isinstance(sch, ContinualPretraining):
+            raise ValueError(f"schedule: the {name!r} world is continual pre-training; use schedule=ContinualPretraining(new_domain={world.new_domain!r})")
+        if sch.new_domain != world.new_domain:
+            raise ValueError(f"schedule.new_domain: the {name!r} world continues on {world.new_domain!r}, not {sch.new_domain!r}")
+        for attr in ("base_mixture", "base_tokens", "base_tokens_per_param", "base_checkpoint"):
+            if getattr(sch, attr) is not None:
+                raise ValueError(f"schedule.{attr}: the {name!r} world is its own base model; remove the option")
+        return
+    if sch is not None:
+        raise ValueError(f"schedule: the {name!r} world is a law of one mixture; a {sch.kind} schedule needs the proxy evaluator (or your own)")

@@ -201,6 +201,8 @@ class TableEvaluator:
         """The table evaluator of a study (``evaluator.options``: ``path``, optional ``target``)."""
         opts = dict(study.evaluator.options)
         check_options(opts, OPTIONS, "table")
+        if study.schedule is not None:
+            raise ValueError(f"schedule: a run table holds single-phase pre-training runs; a {study.schedule.kind} schedule needs the proxy or synthetic evaluator")
         path = opts.get("path")
         if not isinstance(path, (str, Path)) or not str(path):
             raise ValueError(f"evaluator.options.path: a table evaluator needs the table CSV path, got {path!r}")

@@ -27,9 +27,9 @@ from scipy.optimize import brentq
 
 from mixsearch.laws.fit import FitError, FitOptions, fit_model
 from mixsearch.laws.law import Law, broadcast_inputs, build_law, check_inputs
+from mixsearch.study import DEFAULT_TOLERANCE
 
 T_UNIT = 1e9  # tokens per unit of T in every formula
-DEFAULT_TOLERANCE = 0.05
 _S_GRID = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 _S_GRID_SIGNED = (-1.0, -0.5, -0.2, -0.1) + _S_GRID
 RATIO_S_BOUNDS = (1e-3, 5.0)  # R can be 0, so s must stay positive
@@ -129,6 +129,29 @@ def _two_power_public(theta: np.ndarray) -> np.ndarray:
     return out
 
 
+SURFACE_NAMES = ("a1", "p1", "a0", "p0", "s", "c", "kappa")
+
+
+def surface_value(theta: np.ndarray, R: np.ndarray, T: np.ndarray, N: np.ndarray, n_ref: float) -> np.ndarray:
+    """ΔL of parameter rows at inputs.
+
+    Args:
+        theta: ``[B, 7]`` (or ``[7]``) parameters in :data:`SURFACE_NAMES` order.
+        R, T, N: ``[m]`` ratios, continued tokens and base-model sizes.
+        n_ref: The size at which ν = 1.
+
+    Returns:
+        ``[B, m]`` increments (``[m]`` for one parameter row).
+    """
+    th = np.atleast_2d(np.asarray(theta, dtype=float))
+    a1, p1, a0, p0, s, c, kappa = (th[:, j, None] for j in range(7))
+    r, t, nu = (np.asarray(v, dtype=float)[None, :] for v in (R, np.asarray(T, dtype=float) / T_UNIT, np.asarray(N, dtype=float) / n_ref))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        rs = np.where(r > 0, np.power(np.where(r > 0, r, 1.0), s), 0.0)
+        out = c + (1.0 - rs) * a0 * np.power(t, p0) + rs * a1 * np.power(nu, -kappa) * np.power(t, p1)
+    return out[0] if np.ndim(theta) == 1 else out
+
+
 _T_INPUT = {"unit": "tokens", "normalisation": "divided by 1e9 in the formula", "description": "continual pre-training tokens"}
 _R_INPUT = {"unit": "fraction", "normalisation": "none", "description": "domain-data ratio of the mixture"}
 _FORMS = {
@@ -142,6 +165,13 @@ _FORMS = {
         {"name": "general loss increment", "unit": "nats/token"},
     ),
     "cmr": ("T", ("alpha4", "s4", "beta3"), "R_CMR(T) = alpha4 * (T/1e9)^s4 + beta3", {"name": "critical mixture ratio", "unit": "fraction"}),
+    # Fitted on a study's own runs (mixsearch.laws.cpt): every run at every (R, T, N) at once.
+    "surface": (
+        "R,T,N",
+        SURFACE_NAMES,
+        "dL(R, T, N) = c + (1 - R^s) * a0 * (T/1e9)^p0 + R^s * a1 * (N/n_ref)^-kappa * (T/1e9)^p1",
+        None,
+    ),
 }
 
 
@@ -160,6 +190,12 @@ class CMRLaw(Law):
         return _FORMS[self.form][0]
 
     def _parse(self, inputs: dict[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
+        if self.form == "surface":
+            check_inputs(self, inputs, ("R", "T", "N"))
+            arrays = {k: np.atleast_1d(np.asarray(inputs[k], dtype=float)).reshape(-1) for k in ("R", "T", "N")}
+            if any(a.size == 0 or not np.all(np.isfinite(a)) for a in arrays.values()) or np.any((arrays["R"] < 0) | (arrays["R"] > 1)) or np.any(arrays["T"] <= 0) or np.any(arrays["N"] <= 0):
+                raise ValueError(f"{self.name}: R must be in [0, 1], T and N positive")
+            return broadcast_inputs(arrays), all(np.ndim(inputs[k]) == 0 for k in arrays)
         var = self.variable
         check_inputs(self, inputs, (var,))
         a = np.atleast_1d(np.asarray(inputs[var], dtype=float)).reshape(-1)
@@ -169,6 +205,8 @@ class CMRLaw(Law):
         return broadcast_inputs({var: a}), np.ndim(inputs[var]) == 0
 
     def _evaluate(self, P: np.ndarray, x: dict[str, np.ndarray]) -> np.ndarray:
+        if self.form == "surface":
+            return surface_value(np.atleast_2d(P), x["R"], x["T"], x["N"], float(self.extra["n_ref"]))
         var = self.variable
         xs = x[var][None, :] / (T_UNIT if var == "T" else 1.0)
         if self.form == "increment_general":

@@ -13,9 +13,9 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from mixsearch.candidate import Candidate, Pool
+from mixsearch.candidate import Candidate, Phases, Pool
 from mixsearch.ledger import DONE, FAILED, PENDING, RUNNING, Trial, finite
-from mixsearch.study import FidelityLadder, Objective, ProposerSpec, SearchSpace
+from mixsearch.study import FidelityLadder, Objective, ProposerSpec, Schedule, SearchSpace
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,10 @@ class History:
         failed_weights: ``[f, K]`` mixtures of failed trials (never fitted on, but a
             proposer should not propose them again: the ledger would find, not rerun, them).
         failed_rungs: ``[f]`` their rung names.
+        domain_losses: ``[n]`` per-domain losses of the finished trials (what a continual
+            pre-training proposer reads its general and domain losses from).
+        metrics: ``[n]`` their metrics (a continual pre-training trial's base-model losses).
+        schedules: ``[n]`` their two-phase schedules (None for single-phase trials).
     """
 
     weights: np.ndarray
@@ -42,6 +46,9 @@ class History:
     costs: np.ndarray | None = None
     failed_weights: np.ndarray | None = None
     failed_rungs: tuple[str, ...] = ()
+    domain_losses: tuple[Any, ...] = ()
+    metrics: tuple[Any, ...] = ()
+    schedules: tuple[Phases | None, ...] = ()
 
     @staticmethod
     def empty(dim: int) -> "History":
@@ -77,6 +84,9 @@ class History:
             costs=np.array([float(t.cost or 0.0) for t in done], dtype=float),
             failed_weights=mixtures(failed),
             failed_rungs=tuple(t.candidate.rung for t in failed),
+            domain_losses=tuple(dict(t.domain_losses) for t in done),
+            metrics=tuple(dict(t.metrics) for t in done),
+            schedules=tuple(t.candidate.schedule for t in done),
         )
 
     @property
@@ -102,6 +112,8 @@ class ProposalContext:
             what the uninterrupted one would have.
         pool: When set, candidates must come from it (table oracles).
         trial_seed: Training seed to give new candidates.
+        schedule: The study's schedule (None for a mixture study).
+        domains: The study's domain names, in weight order.
     """
 
     space: SearchSpace
@@ -110,6 +122,8 @@ class ProposalContext:
     seed: int
     pool: Pool | None = None
     trial_seed: int = 0
+    schedule: Schedule | None = None
+    domains: tuple[str, ...] = ()
 
     def rng(self) -> np.random.Generator:
         """A generator seeded for this ask."""
@@ -188,7 +202,42 @@ BUILTIN = {
     "optuna-tpe": "mixsearch.propose.external:OptunaTPE",
     "optuna-gp": "mixsearch.propose.external:OptunaGP",
     "ax": "mixsearch.propose.external:AxClient",
+    "cmr-grid": "mixsearch.propose.cpt:CMRGrid",
+    "cmr-search": "mixsearch.propose.cpt:CMRSearch",
 }
+
+
+def schedule_kind(schedule: Schedule | None) -> str | None:
+    """``None`` for a mixture study, else the schedule's kind (``"continual"``, ``"two-phase"``)."""
+    return None if schedule is None else schedule.kind
+
+
+def check_schedule(proposer: Any, name: str, schedule: Schedule | None) -> None:
+    """Refuse a proposer that does not search what the study's schedule asks for.
+
+    A proposer names the kinds it handles in ``schedules`` (default ``(None,)``: mixture
+    studies only). A continual pre-training study needs one that proposes ratios on the
+    replay line; a two-phase study one that proposes both phases and the switch.
+
+    Raises:
+        ValueError: one line naming ``proposer.name``.
+    """
+    kinds = tuple(getattr(proposer, "schedules", (None,)))
+    kind = schedule_kind(schedule)
+    if kind in kinds:
+        return
+    fits = sorted(n for n, path in BUILTIN.items() if kind in _builtin_schedules(path))
+    what = {None: "a mixture study", "continual": "a continual pre-training study", "two-phase": "a two-phase study"}[kind]
+    handles = ", ".join("mixture" if k is None else k for k in kinds)
+    raise ValueError(f"proposer.name: {name!r} searches {handles} studies, not {what}; use {', '.join(fits) or 'a proposer whose schedules include ' + repr(kind)}")
+
+
+def _builtin_schedules(path: str) -> tuple[str | None, ...]:
+    module_name, _, attr = path.partition(":")
+    try:
+        return tuple(getattr(getattr(importlib.import_module(module_name), attr), "schedules", (None,)))
+    except Exception:  # noqa: BLE001 - an optional peer that does not import handles nothing here
+        return ()
 
 
 def make_proposer(spec: ProposerSpec | str, **overrides: Any) -> Proposer:

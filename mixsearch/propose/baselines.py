@@ -9,6 +9,7 @@ observed, pending or failed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -46,11 +47,15 @@ def target_rung(ctx: ProposalContext, rung: str | None = None) -> str:
 class RandomDirichlet:
     """Mixtures drawn from a (bounded) Dirichlet at one rung.
 
+    In a two-phase study each candidate draws both phases' mixtures this way and its switch
+    point uniformly in ``[min_switch, max_switch]``.
+
     Args:
         alpha: Dirichlet concentration.
         rung: Rung to run at; default the target (or the costliest runnable rung).
     """
 
+    schedules: ClassVar[tuple[str | None, ...]] = (None, "two-phase")
     alpha: float = 1.0
     rung: str | None = None
 
@@ -62,6 +67,10 @@ class RandomDirichlet:
         rung = target_rung(ctx, self.rung)
         if ctx.pool is not None:
             return random_free(ctx, q, rung, rng)
+        if ctx.schedule is not None and ctx.schedule.kind == "two-phase":
+            first, second = simplex.sample(q, ctx.space, rng, self.alpha), simplex.sample(q, ctx.space, rng, self.alpha)
+            switch = rng.uniform(ctx.schedule.min_switch, ctx.schedule.max_switch, size=q)  # type: ignore[union-attr]
+            return [Candidate.phased(a, b, float(s), rung, ctx.trial_seed) for a, b, s in zip(first, second, switch)]
         w = simplex.sample(q, ctx.space, rng, self.alpha)
         return as_candidates(w, [rung] * q, ctx.trial_seed)
 

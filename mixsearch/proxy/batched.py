@@ -23,7 +23,8 @@ import torch
 
 from mixsearch.candidate import EvaluationError
 from mixsearch.proxy.corpus import Corpus
-from mixsearch.proxy.train import ProgressFn, ProxyRunResult, TrainConfig, normalise_weights, train_stack
+from mixsearch.proxy.model import ModelConfig
+from mixsearch.proxy.train import PhaseSpec, ProgressFn, ProxyRunResult, TrainConfig, normalise_weights, train_stack
 
 
 def train_proxies(
@@ -36,6 +37,8 @@ def train_proxies(
     max_pack: int | None = None,
     raise_on_diverge: bool = False,
     progress: ProgressFn | None = None,
+    phases: Sequence[PhaseSpec | None] | None = None,
+    init: tuple[ModelConfig, Mapping[str, torch.Tensor]] | None = None,
     **train_options: Any,
 ) -> list[ProxyRunResult]:
     """Train one proxy per mixture, all of size ``n_params`` on ``tokens`` tokens, together.
@@ -54,6 +57,10 @@ def train_proxies(
             default a diverged proxy is returned with ``diverged`` set and the others
             are unaffected.
         progress: Called at each curve point with ``(step, steps, losses per proxy)``.
+        phases: Per mixture, ``None`` or ``(second mixture, switch)``: a two-phase run that
+            trains on ``mixtures[i]`` for the first ``switch`` of its steps, then on the second.
+        init: ``(shape, state)`` of a trained model every proxy continues from (continual
+            pre-training; see :func:`~mixsearch.proxy.train.train_stack`).
         **train_options: :class:`~mixsearch.proxy.train.TrainConfig` fields
             (``seq_len``, ``batch_size``, ``lr``, ``eval_tokens``, ``compile`` …).
 
@@ -71,11 +78,16 @@ def train_proxies(
         raise ValueError(f"seeds: need one seed per mixture ({len(ws)}), got {len(seed_list)}")
     if max_pack is not None and (not isinstance(max_pack, int) or max_pack < 1):
         raise ValueError(f"max_pack: must be a positive integer, got {max_pack!r}")
+    plan: list[PhaseSpec | None] = [None] * len(ws)
+    if phases is not None:
+        if len(phases) != len(ws):
+            raise ValueError(f"phases: need one entry per mixture ({len(ws)}), got {len(phases)}")
+        plan = [None if ph is None else (normalise_weights(ph[0], corpus.domains), float(ph[1])) for ph in phases]
     cfg = TrainConfig(**train_options)
     pack = max_pack or len(ws)
     results: list[ProxyRunResult] = []
     for i in range(0, len(ws), pack):
-        results.extend(train_stack(corpus, ws[i : i + pack], seed_list[i : i + pack], n_params, tokens, cfg, device, progress))
+        results.extend(train_stack(corpus, ws[i : i + pack], seed_list[i : i + pack], n_params, tokens, cfg, device, progress, phases=plan[i : i + pack], init=init))
     if raise_on_diverge:
         bad = [r.diverged for r in results if r.diverged]
         if bad:

@@ -156,25 +156,54 @@ class MixtureSampler:
     i.i.d. draws would. The order of rows within a batch and each window's position in
     its domain are random, seeded by ``seed``. A domain of weight 0 is never drawn.
 
+    A two-phase schedule switches to the ``then`` mixture at batch ``switch_batch``: from
+    there the round-robin counts start again, so each phase realises its own mixture, and
+    the random stream runs on unbroken (the same seed gives the same windows up to the switch).
+
     Args:
         tokens: One uint16 token array ``[n_k]`` per domain.
-        weights: Mixture ``[K]`` (sums to 1).
+        weights: Mixture ``[K]`` (sums to 1), of the first phase when there are two.
         seq_len: T; each window holds ``T + 1`` tokens (inputs and shifted targets).
         batch_size: Rows per batch B.
         seed: Seed of the window positions and row order.
+        names: Domain names, for errors.
+        then: The second phase's mixture ``[K]``, or None for one phase.
+        switch_batch: The first batch drawn from ``then``.
     """
 
-    def __init__(self, tokens: Sequence[np.ndarray], weights: np.ndarray, seq_len: int, batch_size: int, seed: int, names: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        tokens: Sequence[np.ndarray],
+        weights: np.ndarray,
+        seq_len: int,
+        batch_size: int,
+        seed: int,
+        names: Sequence[str] | None = None,
+        then: np.ndarray | None = None,
+        switch_batch: int | None = None,
+    ) -> None:
         self.tokens = list(tokens)
         self.weights = np.asarray(weights, dtype=float)
         self.seq_len = seq_len
         self.batch_size = batch_size
         self.rng = np.random.default_rng([int(seed), 0x5EED])
         self.counts = np.zeros(len(self.tokens), dtype=np.int64)
+        self.earlier = np.zeros(len(self.tokens), dtype=np.int64)  # rows of phases already over
+        self.then = None if then is None else np.asarray(then, dtype=float)
+        self.switch_batch = switch_batch
+        self.batches = 0
         names = names or [str(k) for k in range(len(self.tokens))]
-        for k, (arr, w) in enumerate(zip(self.tokens, self.weights)):
-            if w > 0 and arr.shape[0] < seq_len + 1:
-                raise ValueError(f"domain {names[k]!r} has {arr.shape[0]} training tokens; need at least seq_len + 1 = {seq_len + 1}")
+        for mix in (self.weights, self.then):
+            if mix is None:
+                continue
+            for k, (arr, w) in enumerate(zip(self.tokens, mix)):
+                if w > 0 and arr.shape[0] < seq_len + 1:
+                    raise ValueError(f"domain {names[k]!r} has {arr.shape[0]} training tokens; need at least seq_len + 1 = {seq_len + 1}")
+
+    @property
+    def rows_per_domain(self) -> np.ndarray:
+        """``[K]`` rows drawn from each domain so far, over every phase."""
+        return self.earlier + self.counts
 
     def _domains(self) -> np.ndarray:
         out = np.empty(self.batch_size, dtype=np.int64)
@@ -189,6 +218,9 @@ class MixtureSampler:
 
     def next_batch(self) -> np.ndarray:
         """The next batch of windows, ``[B, T + 1]`` int32."""
+        if self.then is not None and self.batches == self.switch_batch:
+            self.earlier, self.counts, self.weights = self.earlier + self.counts, np.zeros_like(self.counts), self.then
+        self.batches += 1
         rows = self._domains()
         batch = np.empty((self.batch_size, self.seq_len + 1), dtype=np.int32)
         span = np.arange(self.seq_len + 1)
@@ -329,6 +361,16 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 ProgressFn = Callable[[int, int, list[float]], None]
 StepFn = Callable[[torch.Tensor, float], torch.Tensor]
+# A two-phase schedule of one proxy: (the second phase's mixture [K], fraction of steps in phase 1).
+PhaseSpec = tuple[np.ndarray, float]
+
+
+def switch_step(switch: float, steps: int) -> int:
+    """The first step of phase 2: ``round(switch * steps)``, leaving each phase at least one
+    step when the run has two or more."""
+    if steps < 2:
+        return steps
+    return int(min(max(round(switch * steps), 1), steps - 1))
 
 
 def make_train_step(model: ProxyModel, train: TrainConfig, device: torch.device) -> StepFn:
@@ -385,18 +427,29 @@ def train_stack(
     train: TrainConfig,
     device: str | torch.device = "auto",
     progress: ProgressFn | None = None,
+    phases: Sequence[PhaseSpec | None] | None = None,
+    init: tuple[ModelConfig, Mapping[str, torch.Tensor]] | None = None,
+    finish: Callable[[ProxyModel], None] | None = None,
 ) -> list[ProxyRunResult]:
     """Train P proxies of one size side by side, each on its own mixture and seed.
 
     Args:
         corpus: The corpus (domains, token files).
-        mixtures: P mixtures, each ``[K]`` on the simplex in corpus domain order.
+        mixtures: P mixtures, each ``[K]`` on the simplex in corpus domain order (the first
+            phase's, for a proxy with two).
         seeds: P seeds (initialisation and data order).
         n_params: Target non-embedding size; the ladder shape closest to it is built.
         tokens: Training tokens per proxy; rounded to whole steps (at least one).
         train: Training settings.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` …
         progress: Called at each curve point with ``(step, steps, losses per model)``.
+        phases: Per proxy, ``None`` or ``(second mixture [K], switch)``: from step
+            :func:`switch_step` on it trains on the second mixture (one learning-rate
+            schedule over the whole run).
+        init: ``(shape, state)`` of one trained model (a ``P = 1`` state dict) every proxy
+            starts from instead of a fresh initialisation: continual pre-training. The
+            shape then decides the size and ``n_params`` is not used.
+        finish: Called with the trained model before it is scored (to save a checkpoint).
 
     Returns:
         P results, in input order; a diverged proxy has ``diverged`` set and NaN losses.
@@ -404,17 +457,27 @@ def train_stack(
     t_start = time.perf_counter()
     dev = resolve_device(device)
     P, domains = len(mixtures), corpus.domains
-    cfg = size_config(n_params, corpus.vocab_size, train.seq_len)
+    cfg = init[0] if init is not None else size_config(n_params, corpus.vocab_size, train.seq_len)
     B, T = train.batch_size, train.seq_len
     steps = max(1, int(round(tokens / (B * T))))
     peak = train.lr if train.lr is not None else default_lr(cfg)
     log_every = train.log_every or max(1, steps // 50)
 
     # Same seed -> same initial weights and same data, alone or in a pack.
-    model = ProxyModel(cfg, P, seeds).to(dev)
+    model = ProxyModel(cfg, P, seeds)
+    if init is not None:
+        # Every proxy continues the same trained model: its [1, ...] weights copied P times.
+        model.load_state_dict({k: v.expand(P, *v.shape[1:]).clone() for k, v in init[1].items()})
+    model = model.to(dev)
     step_fn = make_train_step(model, train, dev)
     arrays = [corpus.train_tokens(d) for d in domains]
-    samplers = [MixtureSampler(arrays, m, T, B, s, domains) for m, s in zip(mixtures, seeds)]
+    plan = list(phases) if phases is not None else [None] * P
+    if len(plan) != P:
+        raise ValueError(f"phases: need one entry per mixture ({P}), got {len(plan)}")
+    samplers = [
+        MixtureSampler(arrays, m, T, B, s, domains, None if ph is None else ph[0], None if ph is None else switch_step(ph[1], steps))
+        for m, s, ph in zip(mixtures, seeds, plan)
+    ]
     windows = eval_windows(corpus, T, train.eval_tokens)
 
     curve: list[list[tuple[int, float]]] = [[] for _ in range(P)]
@@ -444,6 +507,8 @@ def train_stack(
     finally:
         batches.close()
 
+    if finish is not None and not all(diverged):
+        finish(model)
     losses = evaluate_losses(model, windows, dev, eval_autocast(dev)) if not all(diverged) else np.full((P, len(domains)), np.nan)
     seconds = time.perf_counter() - t_start
     D = steps * B * T
@@ -453,7 +518,10 @@ def train_stack(
         reason = diverged[p]
         if reason is None and not all(math.isfinite(v) for v in dl.values()):
             reason = f"diverged: non-finite validation loss {dl} (peak lr {peak:.3g})"
-        counts = samplers[p].counts * T
+        counts = samplers[p].rows_per_domain * T
+        run_config: dict[str, Any] = {"model": asdict(cfg), "train": {**train.as_dict(), "lr": peak, "steps": steps, "log_every": log_every}}
+        if plan[p] is not None:
+            run_config["phases"] = {"second": [float(x) for x in plan[p][0]], "switch": float(plan[p][1]), "switch_step": samplers[p].switch_batch}
         results.append(
             ProxyRunResult(
                 domain_losses=dl,
@@ -468,7 +536,7 @@ def train_stack(
                 tokens_per_s=D * P / seconds,
                 device=str(dev),
                 domain_tokens={d: int(c) for d, c in zip(domains, counts)},
-                config={"model": asdict(cfg), "train": {**train.as_dict(), "lr": peak, "steps": steps, "log_every": log_every}},
+                config=run_config,
                 diverged=reason,
                 pack_size=P,
             )

@@ -445,6 +445,7 @@ def _law_caption(doc: dict[str, Any]) -> str:
         "chinchilla": "Loss against model size N for runs of one mixture, with the law's curves at a few token budgets D, "
                       "and observed against predicted loss",
         "asymptote": "The law against the points it was fitted on, extrapolated beyond them",
+        "cmr": "The continual pre-training law against the runs it was fitted on (for the surface: the loss increment over the base model against the ratio R, one colour per continued-token count T, the target's T dashed; the tolerance dotted, the critical ratio at each T marked where its curve crosses it, the answer's interval shaded)",
         "joint": "Observed against predicted loss of every run at every rung, one colour per rung (N, D): the joint law of "
                  "mixture and scale the answer at the target comes from",
     }.get(kind, "The law against the points it was fitted on")

@@ -210,6 +210,8 @@ def _summary(data: "StudyData") -> str:
 def _recommendation(data: "StudyData") -> str:
     rec = (data.export or {}).get("recommendation")
     head = '<h2 id="recommendation">Recommendation at the target scale</h2>'
+    if rec and rec.get("kind") == "cmr":
+        return head + _cmr_recommendation(data, rec)
     if not rec or not rec.get("weights"):
         return head + note_html("No recommendation: the study has no done trial with a finite objective yet.")
     rows = []
@@ -248,6 +250,46 @@ def _recommendation(data: "StudyData") -> str:
         picks = ", ".join(f"{d} {float(search['weights'].get(d, 0.0)):.3f}" for d in data.domains)
         search_html = f"<p>The {esc(data.study.proposer.name)} proposer's own pick (basis: surrogate, at rung {esc(search.get('rung'))}): {esc(picks)}.</p>"
     return head + f'<div class="rec"><p>{line}</p>' + table(["domain", "weight", ""], rows, raw_cols=(2,)) + "</div>" + warnings + search_html
+
+
+def _cmr_recommendation(data: "StudyData", rec: Mapping[str, Any]) -> str:
+    """A continual pre-training study's answer: the critical ratio at the target, its basis and interval."""
+    t = rec.get("target") or {}
+    where = f"<b>{esc(t.get('name'))}</b> (N={esc(engineering(t['N']))}, T={esc(engineering(t['T']))} continued tokens)" if t.get("N") and t.get("T") else esc(t.get("name"))
+    tol = f"{float(rec.get('tolerance', 0)):.3g}" + (" of the base model's general loss" if rec.get("relative") else " nats/token")
+    if rec.get("ratio") is None:
+        return note_html(f"No critical ratio of {rec.get('new_domain')} at the target: {rec.get('reason') or 'no law could be fitted'}.")
+    level = float(rec.get("level") or 0.9)
+    interval = "" if rec.get("lower") is None else f" ({level:.0%} interval {esc(fmt(rec['lower'], 3))} to {esc(fmt(rec['upper'], 3))})"
+    line = (
+        f"The critical mixture ratio of <b>{esc(rec.get('new_domain'))}</b> at the target {where}, the largest share of new-domain data "
+        f"that keeps the general loss within {esc(tol)}: <b>R = {esc(fmt(rec['ratio'], 3))}</b>{interval}; basis: <b>{esc(rec.get('basis'))}</b>"
+    )
+    if rec.get("law"):
+        line += f" (law <code>{esc(rec['law'])}</code>)"
+    if rec.get("extrapolated"):
+        bits = [f"×{float(v):.3g} in {k}" for k, v in (rec.get("factors") or {}).items() if v is not None and float(v) > 1.0]
+        line += f", <b>extrapolated</b> {esc(' and '.join(bits))} beyond the runs"
+    line += f". It comes from {esc(rec.get('mixture_from', '?'))}."
+    for key, what in (("predicted_general_loss", "general loss"), ("predicted_domain_loss", f"{rec.get('new_domain')} loss")):
+        v = rec.get(key) or {}
+        if v.get("value") is not None:
+            span = "" if v.get("lower") is None else f" ({level:.0%} interval {esc(fmt(v['lower']))} to {esc(fmt(v['upper']))})"
+            line += f" Predicted {esc(what)} there: {esc(fmt(v['value']))} nats/token{span}."
+    me = rec.get("model_error") or {}
+    if me.get("measured"):
+        line += f" Fitted without the runs at {esc(me.get('held_out'))}, the surface missed them by {esc(fmt(me.get('heldout_rmse'), 3))} nats/token (RMS)."
+    elif me.get("reason"):
+        line += f" Its extrapolation error could not be measured: {esc(me['reason'])}."
+    rows = [[d, float(w), f'<span class="bar" style="width:{max(float(w), 0) * 300:.0f}px"></span>'] for d, w in (rec.get("weights") or {}).items()]
+    by_t = rec.get("cmr_by_T") or []
+    t_rows = [[engineering(r["T"]), fmt(r.get("surface"), 3), fmt(r.get("ratio_law"), 3)] for r in by_t]
+    warnings = "".join(note_html(f"Warning: {w}") for w in rec.get("warnings") or [])
+    return (
+        f'<div class="rec"><p>{line}</p>' + table(["domain", "weight at the critical ratio", ""], rows, raw_cols=(2,)) + "</div>"
+        + ("<h3>Critical ratio at each token count run</h3>" + table(["T (tokens)", "surface", "per-T ratio law (the paper's)"], t_rows) if t_rows else "")
+        + warnings
+    )
 
 
 def _best_per_rung(data: "StudyData") -> str:

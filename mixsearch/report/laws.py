@@ -102,6 +102,8 @@ def _held_rung(me: Mapping[str, Any]) -> str:
     bits = []
     if rmse is not None:
         bits.append(f"log RMSE {float(rmse):.3g}")
+    elif me.get("heldout_rmse") is not None:
+        bits.append(f"{me.get('held_out', 'held-out')} RMSE {float(me['heldout_rmse']):.3g}")
     if cov is not None:
         bits.append(f"interval coverage {float(cov):.0%}")
     return ", ".join(bits) or "measured"
@@ -205,8 +207,67 @@ def plot_power(law: Law, data: Mapping[str, Sequence[float]] | None = None) -> F
     return fig
 
 
+def plot_surface(law: Law, data: Mapping[str, Sequence[float]] | None = None) -> Figure:
+    """A continual pre-training surface: the loss increment against the ratio R at every T run.
+
+    Points are the runs, one colour per T; curves are the surface at those T (at the target's
+    base size), with its band; the dashed curve is the target's T. For the general loss the
+    tolerance is the horizontal line and the critical ratio at each T the marker where a curve
+    crosses it; at the target, the shaded span is the critical ratio's interval.
+    """
+    from mixsearch.laws.cpt import surface_cmr
+
+    cols = _columns(law, data)
+    if cols is None:
+        return note_figure(f"{law.name}: the law carries no data to plot")
+    R, T, N, y = cols["R"], cols["T"], cols["N"], cols["y"]
+    ex = law.extra
+    n_plot = float(ex.get("target_N") or N.max())
+    quantity, unit = _output_label(law)
+    fig, ax = new_figure(7.5, 4.8)
+    grid = np.linspace(0.0, 1.0, 101)
+    token_counts = sorted(set(T.tolist()))
+    colours = matplotlib_colormap("viridis", len(token_counts))
+    limit = ex.get("limit") if ex.get("loss") == "general" else None
+    for colour, tv in zip(colours, token_counts):
+        at = T == tv
+        ax.plot(R[at], y[at], "o", color=colour, ms=4, zorder=3)
+        _band(ax, grid, law.predict(R=grid, T=tv, N=n_plot), colour, f"T = {tv / 1e9:.3g}B tokens")
+        if limit is not None:
+            r_star = float(surface_cmr(law.vector(), tv, n_plot, float(ex["n_ref"]), float(limit)))
+            ax.plot([r_star], [float(limit)], "v", color=colour, ms=7, zorder=4)
+    target_T = ex.get("target_T")
+    if target_T:
+        pred = law.predict(R=grid, T=float(target_T), N=n_plot)
+        ax.plot(grid, pred.value, color="k", lw=1.4, ls="--", label=f"target T = {float(target_T) / 1e9:.3g}B tokens (surface)")
+        if pred.lower is not None:
+            ax.fill_between(grid, pred.lower, pred.upper, color="k", alpha=0.08, lw=0)
+    if limit is not None:
+        ax.axhline(float(limit), color="C3", lw=1, ls=":", label=f"tolerance: increment {float(limit):.3g}")
+        cmr = ex.get("cmr") or {}
+        if cmr.get("value") is not None:
+            ax.axvline(float(cmr["value"]), color="C3", lw=1.2, label=f"CMR at the target {float(cmr['value']):.3f}")
+            if cmr.get("lower") is not None:
+                ax.axvspan(float(cmr["lower"]), float(cmr["upper"]), color="C3", alpha=0.1, lw=0)
+    at_points = np.asarray(law.predict(R=R, T=T, N=N).value)
+    label_axes(ax, "ratio R of the new domain", f"{quantity} over the base model", "fraction", unit, title=f"{law.name}\n{fit_quality(law, y, at_points)}")
+    ax.set_xlim(0.0, 1.0)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def matplotlib_colormap(name: str, n: int) -> list[Any]:
+    """``n`` colours spread over a colormap (darker first)."""
+    from matplotlib import colormaps
+
+    cmap = colormaps[name]
+    return [cmap(x) for x in np.linspace(0.1, 0.85, max(n, 1))]
+
+
 def plot_law(law: Law, data: Mapping[str, Sequence[float]] | None = None) -> Figure:
     """The right plot for a law's kind."""
+    if law.kind == "cmr" and law.form == "surface":
+        return plot_surface(law, data)
     if law.kind == "chinchilla":
         return plot_chinchilla(law, data)
     if law.kind == "mixing":
