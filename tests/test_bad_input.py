@@ -25,7 +25,7 @@ from mixsearch.ledger import SCHEMA_VERSION, Ledger
 OPT = np.array([0.5, 0.3, 0.2])
 
 STUDY = """
-from mixsearch import Budget, Domain, EvaluatorSpec, FidelityLadder, Objective, ProposerSpec, Rung, SearchSpace, Study
+from mixsearch import Budget, ContinualPretraining, Domain, EvaluatorSpec, FidelityLadder, Objective, ProposerSpec, Rung, SearchSpace, Study, TwoPhase
 DOMAINS = ("a", "b", "c")
 study = Study(
     name={name!r},
@@ -39,6 +39,7 @@ study = Study(
     seed=0,
     max_attempts={max_attempts},
     storage={storage},
+    schedule={schedule},
 )
 """
 
@@ -73,6 +74,7 @@ def study_file(folder: Path, filename: str = "study.py", **over: str) -> Path:
         evaluator=f"EvaluatorSpec('table', {{'path': {str(folder / 'table.csv')!r}}})",
         max_attempts="3",
         storage="None",
+        schedule="None",
     )
     fields.update(over)
     src = STUDY.replace("{name!r}", fields.pop("name"))
@@ -192,6 +194,24 @@ CASES = [
     case("storage-sqlite-with-no-path", start_with(lambda f: None, "--storage", "sqlite:///"), "storage", "names no database file"),
     case("storage-sqlite-in-memory", start_with(lambda f: None, "--storage", "sqlite://"), "storage", "names no database file"),
     case("storage-secret-in-the-query", start_with(lambda f: None, "--storage", "postgresql+psycopg://u@127.0.0.1:1/db?password=secret&sslmode=disable"), "127.0.0.1:1", "password=%2A%2A%2A"),
+    # -- schedules: continual pre-training and two-phase studies
+    case("schedule-unknown-new-domain", start(schedule="ContinualPretraining('zz')"), "study.py", "schedule.new_domain", "'zz'"),
+    case("schedule-switch-range-empty", start(schedule="TwoPhase(min_switch=0.7, max_switch=0.3)"), "study.py", "schedule.max_switch"),
+    case("schedule-on-a-run-table", start(schedule="TwoPhase()"), "study.py", "schedule", "run table"),
+    case("schedule-cpt-rung-without-size", start(schedule="ContinualPretraining('c')"), "study.py", "ladder.rungs[0]", "continued tokens"),
+    case(
+        "schedule-mixture-proposer-on-a-cpt-study",
+        start(schedule="ContinualPretraining('finance')", domains="(Domain('general'), Domain('finance'))", evaluator="EvaluatorSpec('synthetic', {'world': 'cpt-finance'})",
+              ladder="__import__('mixsearch.evaluate.worlds', fromlist=['x']).default_ladder('cpt-finance')", proposer="ProposerSpec('mfbo')"),
+        "study.py", "proposer.name", "'mfbo' searches mixture studies", "cmr-search",
+    ),
+    case("schedule-cmr-proposer-on-a-mixture-study", start(proposer="ProposerSpec('cmr-search')"), "study.py", "proposer.name", "not a mixture study"),
+    case(
+        "schedule-base-checkpoint-missing",
+        start(schedule="ContinualPretraining('c', base_checkpoint='nope.pt')", domains="(Domain('a', 'demo:code'), Domain('b', 'demo:math'), Domain('c', 'demo:legal'))",
+              evaluator="EvaluatorSpec('proxy')", ladder=PROXY_LADDER),
+        "study.py", "schedule.base_checkpoint", "nope.pt",
+    ),
     # -- command options
     case("unknown-executor", start_with(lambda f: None, "--executor", "slurm"), "executor", "slurm"),
     case("zero-workers", start_with(lambda f: None, "--workers", "0"), "executor", "workers"),

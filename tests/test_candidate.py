@@ -45,3 +45,28 @@ def test_trial_id_is_a_stored_interface_pinned_by_literal_values():
     third = Candidate((1 / 3, 1 / 3, 1 / 3), "xs", 0)
     assert third.weights == (0.333334, 0.333333, 0.333333)
     assert trial_id(third, {"config": "abc", "snapshot": "table-0123", "N": None, "D": None}) == "8ed26675bdc65b7036ff"
+
+
+def test_a_two_phase_candidate_carries_its_phases_and_their_token_weighted_mixture():
+    from mixsearch.candidate import Phases
+
+    c = Candidate.phased((1.0, 0.0, 0.0), (0.0, 0.5, 0.5), 0.25, "s", 3)
+    assert c.schedule == Phases((1.0, 0.0, 0.0), (0.0, 0.5, 0.5), 0.25)
+    assert c.weights == (0.25, 0.375, 0.375)
+    assert Phases((0.2, 0.8), (0.5, 0.5), 0.3 + 1e-9).switch == 0.3  # a switch is rounded, like weights
+    with pytest.raises(ValueError, match="switch"):
+        Phases((0.2, 0.8), (0.5, 0.5), 1.0)
+    with pytest.raises(ValueError, match="token-weighted"):
+        Candidate((0.5, 0.25, 0.25), "s", 0, c.schedule)
+    doc = c.schedule.as_dict(["a", "b", "c"])
+    assert Phases.from_dict(doc, ["a", "b", "c"]) == c.schedule
+
+
+def test_a_two_phase_trial_id_is_its_own_and_pinned():
+    """The phases enter the id only when present: a one-phase candidate keeps the id pinned
+    above, and a two-phase one with the same overall mixture is another trial."""
+    ctx = {"config": "legacy", "snapshot": "bowl-v1", "N": 1000000, "D": 1000}
+    c = Candidate.phased((1.0, 0.0, 0.0), (0.0, 0.5, 0.5), 0.25, "s", 7)
+    assert trial_id(c, ctx) != trial_id(Candidate(c.weights, "s", 7), ctx)
+    assert trial_id(c, ctx) != trial_id(Candidate.phased((1.0, 0.0, 0.0), (0.0, 0.5, 0.5), 0.3, "s", 7), ctx)
+    assert trial_id(c, ctx) == "f3d78a09bb1d2cbe0389"

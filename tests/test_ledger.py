@@ -4,6 +4,7 @@ tests/test_ledger_conformance.py runs the same contract against PostgreSQL too).
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sqlite3
@@ -224,3 +225,64 @@ def test_a_schema_1_ledger_refuses_a_changed_study(tmp_path):
     led.dispose()
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT value FROM mixsearch_meta WHERE key='schema_version'").fetchone()[0] == "1"
+
+
+# -- schema 3: a trial's two-phase schedule ------------------------------------------------
+
+
+def test_a_two_phase_trial_round_trips_through_the_ledger(tmp_path):
+    from mixsearch.candidate import Candidate
+
+    led = bound(Ledger(f"sqlite:///{tmp_path / 'l.sqlite'}"), domains=("a", "b", "c"))
+    phased = Candidate.phased((1.0, 0.0, 0.0), (0.0, 0.4, 0.6), 0.3, "s", 0)
+    plain = Candidate((0.2, 0.3, 0.5), "s", 0)
+    ids = led.add([phased, plain], {"s": {"snapshot": "x"}}, ask=0)
+    led.dispose()
+    again = Ledger(f"sqlite:///{tmp_path / 'l.sqlite'}", create=False)  # a new process reading it
+    got = {t.trial_id: t.candidate for t in again.trials()}
+    assert got[ids[0]] == phased and got[ids[0]].schedule.switch == 0.3
+    assert got[ids[1]] == plain and got[ids[1]].schedule is None
+    df = again.to_dataframe().set_index("trial_id")
+    assert df.loc[ids[0], "switch"] == 0.3 and df.loc[ids[0], "w2_c"] == 0.6 and df.loc[ids[0], "w_a"] == 0.3
+    assert math.isnan(df.loc[ids[1], "switch"])
+    again.dispose()
+
+
+def test_a_schema_2_ledger_gains_the_schedule_column_and_keeps_its_trials(tmp_path):
+    path = tmp_path / "v2.sqlite"
+    led = bound(Ledger(f"sqlite:///{path}"), domains=("a", "b"))
+    ids = led.add([Candidate((0.5, 0.5), "s", 0)], {"s": {"snapshot": "x"}}, ask=0)
+    led.dispose()
+    with sqlite3.connect(path) as conn:  # what mixsearch with schema 2 wrote: no schedule column
+        conn.execute("ALTER TABLE trials DROP COLUMN schedule")
+        conn.execute("UPDATE mixsearch_meta SET value='2' WHERE key='schema_version'")
+    read = Ledger(f"sqlite:///{path}", create=False)
+    assert [t.trial_id for t in read.trials()] == ids and read.trials()[0].candidate.schedule is None
+    read.dispose()
+    with sqlite3.connect(path) as conn:
+        assert "schedule" in [r[1] for r in conn.execute("PRAGMA table_info(trials)")]
+        assert conn.execute("SELECT value FROM mixsearch_meta WHERE key='schema_version'").fetchone()[0] == "2"  # raised on the next bind
+    bound(Ledger(f"sqlite:///{path}"), domains=("a", "b")).dispose()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM mixsearch_meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION) == "3"
+
+
+def test_the_schema_1_fixture_migrates_to_schema_3(tmp_path):
+    path = tmp_path / "v1.sqlite"
+    shutil.copy(FIXTURE_V1, path)
+    led = Ledger(f"sqlite:///{path}")
+    legacy = json.loads(led.get_meta("study"))
+    led.bind_study("legacy", legacy, None, study_definition(legacy, "bowl-v1"))
+    assert [t.trial_id for t in led.trials()] == V1_IDS and all(t.candidate.schedule is None for t in led.trials())
+    assert led.get_meta("schema_version") == "3"
+    led.dispose()
+
+
+def test_a_continual_pretraining_trial_shows_its_base_models_losses(tmp_path):
+    led = bound(Ledger(f"sqlite:///{tmp_path / 'l.sqlite'}"))
+    (tid,) = led.add([Candidate((0.7, 0.3), "s", 0)], {"s": {}}, ask=0)
+    led.claim("w", limit=1)
+    led.complete(tid, TrialResult({"a": 2.0, "b": 3.0}, 2.5, 1.0, 0.1, metrics={"base_losses": {"a": 1.9, "b": 3.4}}), "w")
+    row = led.to_dataframe().iloc[0]
+    assert row["base_loss_a"] == 1.9 and row["base_loss_b"] == 3.4 and row["loss_a"] == 2.0
+    led.dispose()

@@ -243,6 +243,8 @@ def _recommendation(data: "StudyData") -> str:
         me = rec.get("model_error") or {}
         if me and not me.get("measured", False):
             line += f" The law's extrapolation error could not be measured: {esc(me.get('reason', ''))}."
+            if me.get("assumed_tau"):
+                line += f" The interval assumes one of {esc(fmt(me['assumed_tau'], 3))} in log loss per e-fold beyond the runs instead."
     warnings = "".join(note_html(f"Warning: {w}") for w in rec.get("warnings") or [])
     search = rec.get("search")
     search_html = ""
@@ -369,7 +371,8 @@ def _law_table(law: Mapping[str, Any]) -> str:
     if quality:
         text += table([k for k, _ in quality], [[v for _, v in quality]], left=0)
     if me and not me.get("measured", True):
-        text += note_html(f"The law's extrapolation error was not measured: {me.get('reason', '')}")
+        assumed = f"; its intervals assume {fmt(me['assumed_tau'], 3)} in log loss per e-fold beyond the runs" if me.get("assumed_tau") else ""
+        text += note_html(f"The law's extrapolation error was not measured: {me.get('reason', '')}{assumed}")
     return text
 
 

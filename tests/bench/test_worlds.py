@@ -49,3 +49,17 @@ def test_table_world_and_its_truth(tiny_table, objective_fn):
     # A recommendation off the pool is scored as its nearest target mixture.
     assert truth.regret(best_w + 1e-3) == pytest.approx(0.0)
     assert truth.regret(None) == pytest.approx(truth.span)
+
+
+def test_a_continual_pretraining_world_is_scored_by_its_critical_ratio():
+    from mixsearch.bench.truth import RatioTruth
+
+    w = load_world("synthetic:cpt-finance")
+    assert w.schedule is not None and w.schedule.new_domain == "finance" and w.ladder.target.tokens == 4_000_000_000
+    assert isinstance(w.truth, RatioTruth) and w.truth.cmr == pytest.approx(0.379, abs=1e-3)
+    assert w.truth.span == 1.0  # thresholds are errors in R: 5 % is |error| <= 0.05
+    assert w.truth.regret([0.6, 0.4]) == pytest.approx(abs(0.4 - w.truth.cmr))
+    assert w.truth.regret(None) == 1.0
+    assert load_world("synthetic:cpt-finance", target="1B").truth.cmr == pytest.approx(0.572, abs=1e-3)
+    with pytest.raises(ValueError, match="offers no pool"):
+        load_world("synthetic:cpt-finance?pool=8")

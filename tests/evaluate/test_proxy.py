@@ -117,3 +117,65 @@ def test_candidate_rung_mismatch_is_rejected(evaluator):
     with pytest.raises(ValueError, match="needs n_params and tokens"):
         evaluator.evaluate(Candidate((0.5, 0.25, 0.25), "t"), Rung("t", cost=1.0))
     assert math.isfinite(RUNG.run_cost)
+
+
+def cpt_study(domains, cache, **schedule):
+    from mixsearch.study import ContinualPretraining
+
+    base = make_study(domains, cache)
+    return validate(
+        Study(
+            name="cpt-proxy",
+            domains=base.domains,
+            ladder=FidelityLadder((Rung("T-1k", 50_000, 1024), Rung("T-2k", 50_000, 2048)), target=Rung("T-8k", 50_000, 8192)),
+            budget=Budget(max_trials=4),
+            objective=Objective(domain_weights={"math": 1.0}),
+            evaluator=base.evaluator,
+            schedule=ContinualPretraining("math", **({"base_tokens": 4096} | schedule)),
+        )
+    )
+
+
+def test_continual_trials_continue_one_cached_base_and_report_its_losses(tiny_domains, tmp_path):
+    study = cpt_study(tiny_domains, tmp_path / "cache")
+    ev = make_evaluator(study)
+    ev.prepare()
+    names = study.domain_names
+    cands = [Candidate(study.schedule.mixture(r, names), "T-1k", 0) for r in (0.0, 1.0)]
+    rung = study.ladder.rung("T-1k")
+    first, second = ev.evaluate_many(cands, [rung, rung])
+    assert first.metrics["base_losses"] == second.metrics["base_losses"]
+    assert first.metrics["base_seconds"] > 0 or second.metrics["base_seconds"] > 0
+    assert first.metrics["continued_tokens"] == 1024 and first.metrics["base_tokens"] == 4096
+    # Pure domain data lowers the domain's loss below the base model's; pure replay does not.
+    assert second.domain_losses["math"] < first.domain_losses["math"]
+    assert second.domain_losses["math"] < first.metrics["base_losses"]["math"]
+    # A fresh evaluator (another process) finds the base on disk instead of training it again.
+    again = make_evaluator(study)
+    third = again.evaluate(cands[0], rung)
+    assert third.metrics["base_seconds"] == 0.0 and third.domain_losses == pytest.approx(first.domain_losses, abs=1e-5)
+
+
+def test_a_two_phase_candidate_trains_on_each_phase(evaluator):
+    c = Candidate.phased((1.0, 0.0, 0.0), (0.0, 0.0, 1.0), 0.5, RUNG.name, 0)
+    r = evaluator.evaluate(c, RUNG)
+    steps = r.metrics["steps"]
+    assert r.metrics["switch_step"] == 8 and r.metrics["domain_tokens"] == {"prose": 8 * 256, "code": 0, "math": (steps - 8) * 256}
+
+
+def test_a_continual_study_needs_a_base_model(tiny_domains, tmp_path):
+    from mixsearch.study import ContinualPretraining
+
+    study = cpt_study(tiny_domains, tmp_path)
+    with pytest.raises(StudyError) as info:
+        make_evaluator(dataclasses_replace(study, schedule=ContinualPretraining("math")))
+    assert info.value.field == "schedule.base_tokens"
+    with pytest.raises(StudyError) as info:
+        make_evaluator(dataclasses_replace(study, schedule=ContinualPretraining("math", base_checkpoint=str(tmp_path / "none.pt"))))
+    assert info.value.field == "schedule.base_checkpoint" and "none.pt" in info.value.message
+
+
+def dataclasses_replace(study, **changes):
+    import dataclasses
+
+    return dataclasses.replace(study, **changes)

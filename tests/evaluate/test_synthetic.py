@@ -163,3 +163,59 @@ def test_a_study_on_an_accuracy_world_must_maximise_its_metric():
         make_evaluator(base)
     ok = Study(**{**base.__dict__, "objective": Objective(metric="accuracy", direction="maximize")})
     assert make_evaluator(ok).objective.metric == "accuracy"
+
+
+def _cpt_study(**over):
+    from mixsearch.study import ContinualPretraining
+
+    fields = dict(
+        name="cpt",
+        domains=(Domain("general"), Domain("finance")),
+        ladder=default_ladder("cpt-finance"),
+        budget=Budget(max_trials=4),
+        objective=Objective(domain_weights={"finance": 1.0}),
+        evaluator=EvaluatorSpec("synthetic", {"world": "cpt-finance"}),
+        schedule=ContinualPretraining("finance"),
+    )
+    fields.update(over)
+    return Study(**fields)
+
+
+def test_a_continual_pretraining_trial_reports_its_base_model_once_per_size():
+    ev = make_evaluator(_cpt_study())
+    rung = default_ladder("cpt-finance").rungs[0]
+    a = ev.evaluate(Candidate((0.8, 0.2), rung.name, 0), rung)
+    b = ev.evaluate(Candidate((0.1, 0.9), rung.name, 0), rung)
+    assert a.metrics["base_losses"] == b.metrics["base_losses"]  # one base model, measured once
+    assert a.metrics["base_losses"]["general"] == pytest.approx(2.341, abs=0.02)
+    assert b.domain_losses["general"] > a.domain_losses["general"] and b.domain_losses["finance"] < a.domain_losses["finance"]
+    assert a.objective == a.domain_losses["finance"]
+    assert ev.true_cmr(4e9, 5e8) == pytest.approx(0.379, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    "over, field",
+    [
+        ({"schedule": None}, "schedule"),
+        ({"schedule": "other-domain"}, "schedule.new_domain"),
+        ({"schedule": "own-base"}, "schedule.base_tokens"),
+    ],
+)
+def test_a_continual_pretraining_world_needs_its_schedule(over, field):
+    from mixsearch.study import ContinualPretraining
+
+    sch = {None: None, "other-domain": ContinualPretraining("general"), "own-base": ContinualPretraining("finance", base_tokens=10**6)}[over["schedule"]]
+    with pytest.raises(StudyError) as info:
+        make_evaluator(_cpt_study(schedule=sch))
+    assert info.value.field == field
+
+
+def test_a_mixing_world_refuses_a_schedule():
+    from mixsearch.study import TwoPhase
+
+    domains = tuple(Domain(d) for d in SYNTHETIC_WORLDS["mixing-shift"].domains)
+    study = Study("s", domains, FidelityLadder(SYNTHETIC_RUNGS[:2], SYNTHETIC_RUNGS[1]), Budget(max_trials=2),
+                  evaluator=EvaluatorSpec("synthetic", {"world": "mixing-shift"}), schedule=TwoPhase())
+    with pytest.raises(StudyError, match="law of one mixture") as info:
+        make_evaluator(study)
+    assert info.value.field == "schedule"

@@ -151,3 +151,45 @@ def test_bf16_on_cuda_tracks_fp32_on_cpu(tiny_corpus):
     assert np.allclose(first_cpu, first_gpu, rtol=0.02)
     for name in cpu.domain_losses:
         assert abs(cpu.domain_losses[name] - gpu.domain_losses[name]) < 0.1
+
+
+def test_a_two_phase_sampler_switches_at_its_batch_and_realises_each_phase():
+    from mixsearch.proxy.train import switch_step
+
+    s = MixtureSampler(domain_arrays(), np.array([1.0, 0.0, 0.0]), 8, 10, seed=0, then=np.array([0.0, 0.5, 0.5]), switch_batch=3)
+    domain_of = lambda b: b[:, 0] // 100  # noqa: E731 - each domain's tokens identify it
+    first = [domain_of(s.next_batch()) for _ in range(3)]
+    second = [domain_of(s.next_batch()) for _ in range(4)]
+    assert all((b == 0).all() for b in first)
+    assert all((np.bincount(b, minlength=3) == [0, 5, 5]).all() for b in second)
+    assert s.rows_per_domain.tolist() == [30, 20, 20]
+    # The same seed draws the same windows up to the switch as a one-phase sampler does.
+    one = MixtureSampler(domain_arrays(), np.array([1.0, 0.0, 0.0]), 8, 10, seed=0)
+    again = MixtureSampler(domain_arrays(), np.array([1.0, 0.0, 0.0]), 8, 10, seed=0, then=np.array([0.0, 0.5, 0.5]), switch_batch=3)
+    assert all((one.next_batch() == again.next_batch()).all() for _ in range(3))
+    assert switch_step(0.5, 31) == 16 and switch_step(0.01, 31) == 1 and switch_step(0.99, 31) == 30 and switch_step(0.5, 1) == 1
+
+
+def test_a_two_phase_run_trains_on_each_phase_for_its_share_of_the_steps(tiny_corpus):
+    from mixsearch.proxy.batched import train_proxies
+
+    kw = {"seq_len": 32, "batch_size": 8, "eval_tokens": 1024, "device": "cpu"}
+    (run,) = train_proxies(tiny_corpus, [[1.0, 0.0, 0.0]], 50_000, 8192, 0, phases=[([0.0, 0.0, 1.0], 0.25)], **kw)
+    steps = run.config["train"]["steps"]
+    assert run.config["phases"]["switch_step"] == round(0.25 * steps)
+    assert run.domain_tokens == {"prose": run.config["phases"]["switch_step"] * 256, "code": 0, "math": (steps - run.config["phases"]["switch_step"]) * 256}
+
+
+def test_a_run_can_continue_a_trained_model(tiny_corpus):
+    from mixsearch.proxy.batched import train_proxies
+    from mixsearch.proxy.train import TrainConfig, train_stack
+
+    kw = {"seq_len": 32, "batch_size": 8, "eval_tokens": 1024}
+    kept = {}
+    (base,) = train_stack(tiny_corpus, [np.array([1.0, 0.0, 0.0])], [0], 50_000, 8192, TrainConfig(**kw), "cpu", finish=lambda m: kept.update(m.state_dict()))
+    cfg = __import__("mixsearch.proxy.model", fromlist=["size_config"]).size_config(50_000, tiny_corpus.vocab_size, 32)
+    # One tiny step at a tiny learning rate barely moves it: a continued run starts from the base.
+    (cont,) = train_proxies(tiny_corpus, [[1.0, 0.0, 0.0]], 50_000, 256, 0, init=(cfg, kept), lr=1e-6, device="cpu", **kw)
+    (fresh,) = train_proxies(tiny_corpus, [[1.0, 0.0, 0.0]], 50_000, 256, 0, lr=1e-6, device="cpu", **kw)
+    assert cont.domain_losses["prose"] == pytest.approx(base.domain_losses["prose"], abs=0.02)
+    assert fresh.domain_losses["prose"] > base.domain_losses["prose"] + 1.0
