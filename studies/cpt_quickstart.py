@@ -23,21 +23,21 @@ study = Study(
     # Each rung continues the same base model (N) for T more tokens.
     ladder=FidelityLadder(
         rungs=(
-            Rung("T-62k", n_params=N, tokens=62_500),
-            Rung("T-125k", n_params=N, tokens=125_000),
-            Rung("T-250k", n_params=N, tokens=250_000),
+            Rung("T-50k", n_params=N, tokens=50_000),
+            Rung("T-100k", n_params=N, tokens=100_000),
+            Rung("T-200k", n_params=N, tokens=200_000),
         ),
-        # The answer is for continuing 500k tokens: twice the longest run, extrapolated to.
-        target=Rung("T-500k", n_params=N, tokens=500_000),
+        # The answer is for continuing 400k tokens: twice the longest run, extrapolated to.
+        target=Rung("T-400k", n_params=N, tokens=400_000),
     ),
     schedule=ContinualPretraining(
         new_domain=NEW,
         tolerance=0.05,  # the general loss may rise to 1.05 x the base model's
-        base_tokens=1_000_000,  # the base model sees 1M tokens of the general mixture (uniform)
+        base_tokens=500_000,  # the base model sees 500k tokens of the general mixture (uniform)
     ),
     # What continued training lowers: the legal validation loss (the tolerance bounds the general one).
     objective=Objective(domain_weights={NEW: 1.0}),
-    budget=Budget(max_trials=12),
+    budget=Budget(max_trials=10),
     # Runs where they most narrow the critical ratio at the target, per unit cost.
     proposer=ProposerSpec("cmr-search"),
     evaluator=EvaluatorSpec("proxy", {"device": "auto", "seq_len": 128, "batch_size": 16}),

@@ -149,3 +149,31 @@ def test_outcomes_map_to_results_final_errors_and_lost_workers(cluster, tmp_path
     assert ex.in_flight() == []
     assert ex.num_gpus == 0.0  # chosen from the cluster, which has no GPU
     assert ray.is_initialized()  # the executor did not start Ray, so it leaves it running
+
+
+def test_continual_trials_on_two_ray_workers_share_one_base_model(cluster, tmp_path, tiny_domains):
+    """Each worker process continues the base model; the first to need it trains it, the other
+    finds it on disk (the file lock and atomic write in mixsearch.proxy.continual)."""
+    from mixsearch.evaluate import make_evaluator
+    from mixsearch.study import ContinualPretraining, EvaluatorSpec, Objective
+
+    opts = {"device": "cpu", "seq_len": 32, "batch_size": 8, "eval_tokens": 1024, "vocab_size": 512, "max_bytes_per_domain": 60_000, "cache_dir": str(tmp_path / "cache")}
+    s = study(
+        name="ray-cpt",
+        domains=tuple(tiny_domains),
+        ladder=FidelityLadder((Rung("T-1k", 50_000, 1024), Rung("T-2k", 50_000, 2048)), target=Rung("T-4k", 50_000, 4096)),
+        budget=Budget(max_trials=4),
+        objective=Objective(domain_weights={"math": 1.0}),
+        proposer=ProposerSpec("cmr-grid", batch_size=2, options={"ratios": [0.2, 0.8]}),
+        evaluator=EvaluatorSpec("proxy", opts),
+        schedule=ContinualPretraining("math", base_tokens=4096),
+    )
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    evaluator = make_evaluator(s)
+    summary = Orchestrator(s, ledger, evaluator, make_executor("ray", workers=2), make_proposer(s.proposer), heartbeat_interval=0.1).run()
+    trials = ledger.trials()
+    assert summary.counts[DONE] == 4
+    assert sum(t.metrics["base_seconds"] > 0 for t in trials) == 1  # trained once, in one process
+    assert len({tuple(sorted(t.metrics["base_losses"].items())) for t in trials}) == 1
+    assert len(list((evaluator.corpus.path / "checkpoints").glob("base-*.pt"))) == 1
+    ledger.dispose()
