@@ -90,7 +90,11 @@ class TargetAnswer:
         if self.predicted is None:
             return f"recommended mixture: {mix}; no predicted {objective_label} at {where}: {self.reason}"
         u = f" {unit}" if unit else ""
-        interval = "" if self.lower is None else f" [{self.level:.0%} interval {self.lower:.4g}-{self.upper:.4g}]"
+        interval = ""
+        if self.lower is not None:
+            assumed = (self.model_error or {}).get("assumed_tau") and not (self.model_error or {}).get("measured")
+            note = ", extrapolation error assumed: too few rungs to measure it" if assumed and self.extrapolated else ""
+            interval = f" [{self.level:.0%} interval {self.lower:.4g}-{self.upper:.4g}{note}]"
         far = ""
         if self.extrapolated:
             bits = [f"x{v:.3g} in {k}" for k, v in self.factors.items() if v is not None and v > 1.0]
@@ -223,7 +227,7 @@ def target_answer(
         extrapolated=bool(pred.extrapolated),
         factors={"N": _num(pred.factor_N), "D": _num(pred.factor_D)},
         law=law.name,
-        model_error={k: v for k, v in me.items() if k in ("measured", "reason", "rule", "coverage", "tau")} or None,
+        model_error={k: v for k, v in me.items() if k in ("measured", "reason", "rule", "coverage", "tau", "assumed_tau")} or None,
         warnings=sanity_warnings(study, data_tokens, weights),
     )
 

@@ -22,6 +22,7 @@ from mixsearch.candidate import Candidate, Phases, TrialResult
 from mixsearch.evaluate import Evaluator, make_evaluator
 from mixsearch.evaluate.base import split_field
 from mixsearch.execute import make_executor
+from mixsearch.identity import definition_changes, study_definition
 from mixsearch.jsonfile import write_json
 from mixsearch.ledger import DONE, Ledger, LedgerError, StudyChanged, Trial, default_url
 from mixsearch.orchestrator import Orchestrator, Progress, RunSummary, build_context, trial_context
@@ -30,7 +31,7 @@ from mixsearch.propose.base import make_proposer as _make_proposer
 from mixsearch.results import build_export
 from mixsearch.schedule_answer import attach_schedule, cpt_answer
 from mixsearch.storage import check_url, safe_url
-from mixsearch.study import ContinualPretraining, Study, StudyError, TwoPhase, definition_changes, study_definition
+from mixsearch.study import ContinualPretraining, Study, StudyError, TwoPhase
 from mixsearch.studyfile import load_study, validate
 from mixsearch.threads import limited
 from mixsearch.worker import Worker

@@ -41,25 +41,25 @@ import pandas as pd
 import sqlalchemy as sa
 
 from mixsearch.candidate import Candidate, Phases, TrialResult, trial_id
-from mixsearch.study import definition_changes, study_definition
+from mixsearch.identity import definition_changes, study_definition
 from mixsearch.storage import (
     MEMORY_URL,
-    SCHEMA_VERSION,  # noqa: F401 - part of the ledger's public surface
     PG_ADD_LOCK,
     PG_ASK_LOCK,
     PG_SCHEMA_LOCK,
+    SCHEMA_VERSION,  # noqa: F401 - part of the ledger's public surface
     FileLock,
     LedgerError,
     PgAdvisoryLock,
     add_missing_columns,
+    check_schema,
     disk_hint,
     first_line,
     insert_ignore,
     make_engine,
-    safe_url,
-    check_schema,
     meta_table,
     metadata,
+    safe_url,
     sqlite_lock_path,
     trials_table,
 )

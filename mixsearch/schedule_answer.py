@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from mixsearch.answer import ANSWER_BOOTSTRAP, ANSWER_LEVEL, TargetAnswer
-from mixsearch.laws.cpt import CPTFit, fit_cpt, surface_law
+from mixsearch.laws.cpt import CPTFit, fit_cpt
+from mixsearch.laws.cpt_surface import surface_law
 from mixsearch.laws.fit import FitError, FitOptions
 from mixsearch.laws.law import Law
 from mixsearch.study import ContinualPretraining, Study

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from corpora import write_domains
 from mixsearch.proxy.corpus import build_corpus
 from mixsearch.study import Domain
+
+from .corpora import write_domains
 
 DOMAINS = ("a", "b", "c")
 

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from ledgers import bound
 from mixsearch.candidate import Candidate
 from mixsearch.execute.local import LocalExecutor
 from mixsearch.ledger import DONE, PENDING, Ledger, drop_ledger
 from mixsearch.study import Budget, Domain, FidelityLadder, ProposerSpec, Rung, Study
 from mixsearch.worker import Worker
+
+from .ledgers import bound
 
 PG_URL = os.environ.get("MIXSEARCH_TEST_POSTGRES_URL")
 BACKENDS = [

@@ -23,10 +23,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ledgers import bound
 from mixsearch.candidate import Candidate, TrialResult
 from mixsearch.jsonfile import write_json
 from mixsearch.ledger import DONE, FAILED, PENDING, RUNNING, Ledger, LedgerError
+
+from .ledgers import bound
 
 OPT = np.array([0.5, 0.3, 0.2])
 

@@ -10,25 +10,17 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-
 from pathlib import Path
 
 import pytest
 
-from ledgers import bound
 from mixsearch.candidate import Candidate, TrialResult
-from mixsearch.ledger import (
-    DONE,
-    FAILED,
-    PENDING,
-    RUNNING,
-    SCHEMA_VERSION,
-    StudyChanged,
-    Ledger,
-    LedgerError,
-)
+from mixsearch.identity import study_definition
+from mixsearch.ledger import DONE, FAILED, PENDING, RUNNING, SCHEMA_VERSION, Ledger, LedgerError, StudyChanged
 from mixsearch.propose.base import History
-from mixsearch.study import Objective, study_definition
+from mixsearch.study import Objective
+
+from .ledgers import bound
 
 CTX = {"s": {"snapshot": "x", "N": 1, "D": 2}, "m": {"snapshot": "x", "N": 3, "D": 2}}
 

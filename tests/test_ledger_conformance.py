@@ -18,22 +18,12 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from ledgers import bound
 from mixsearch.candidate import Candidate, TrialResult
-from mixsearch.ledger import (
-    DONE,
-    FAILED,
-    PENDING,
-    RUNNING,
-    SCHEMA_VERSION,
-    Ledger,
-    LedgerError,
-    StudyChanged,
-    drop_ledger,
-    worker_name,
-)
+from mixsearch.ledger import DONE, FAILED, PENDING, RUNNING, SCHEMA_VERSION, Ledger, LedgerError, StudyChanged, drop_ledger, worker_name
 from mixsearch.propose.base import History
 from mixsearch.study import Objective
+
+from .ledgers import bound
 
 PG_URL = os.environ.get("MIXSEARCH_TEST_POSTGRES_URL")
 BACKENDS = [

@@ -7,7 +7,6 @@ tables to a temporary folder).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

@@ -5,7 +5,6 @@ through the ledger and the export."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,8 +16,7 @@ from mixsearch.cli import app
 from mixsearch.ledger import Ledger
 from mixsearch.schedule_answer import CPTAnswer, attach_schedule
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpora import write_domains  # noqa: E402
+from .corpora import write_domains
 
 CPT_STUDY = """
 from mixsearch import Budget, ContinualPretraining, Domain, EvaluatorSpec, Objective, ProposerSpec, Study

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from mixsearch.study import Budget, Domain, EvaluatorSpec, FidelityLadder, Objective, Rung, SearchSpace, Study, definition_changes
+from mixsearch.identity import definition_changes
+from mixsearch.study import Budget, Domain, EvaluatorSpec, FidelityLadder, Objective, Rung, SearchSpace, Study
 
 
 def make_study(**changes) -> Study:

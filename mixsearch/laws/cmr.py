@@ -295,7 +295,7 @@ def feasible_set(ratio_law: CMRLaw, limit: float, resolution: int = 2001) -> lis
         raise ValueError(f"ratio_law: need a 'ratio' law, got {ratio_law.form!r}")
     grid = np.linspace(0.0, 1.0, resolution)
     ok = ratio_law.predict(R=grid).value <= limit
-    intervals, start = [], None
+    intervals, start, prev = [], None, 0.0
     for r, good in zip(grid, ok):
         if good and start is None:
             start = r

@@ -17,11 +17,32 @@ from mixsearch.laws.joint_formula import LOG_SHARE_FLOOR, Term, term_values
 from mixsearch.laws.law import _NOISE_SEED, Law, Prediction, _quantiles, check_inputs, scale_factor
 from mixsearch.laws.mixture import MixtureOptimum, minimise_on_simplex, mixture_rows
 
+_MIN_ERROR_DRAWS = 1000  # draws of the added model error and run noise per prediction
 TOTAL = "(total)"  # key of the weighted total beside the targets in held-out results
 FORMULA = (
     "L_i(w, N, D) = E_i(w) + A_i(w) / N^alpha_i + B_i(w) / D^beta_i, each part a sum of terms "
     "k * exp(t . w + u . log(w + eps)) (extra.terms; E has a floor c); L(w) = sum_i v_i L_i / sum_i v_i"
 )
+
+ASSUMED_MODEL_ERROR = 0.01
+"""Log-loss sd per unit log-distance beyond the runs when leaving a rung out cannot measure it
+(fewer than three rungs). Chosen on the development worlds, between the 0.004-0.005 measured
+with five rungs of the moving-optimum world and the 0.036-0.040 its two-size inner hold-out
+measured (docs/BENCHMARKS.md); an assumption, and recorded as one."""
+
+ASSUMED_MODEL_ERROR_RULE = (
+    "not measured (fewer than three rungs): log-loss sd += assumed_tau * d(x), d(x) = natural-log distance in "
+    "(log N, log D) from x to the nearest fitted rung; assumed_tau is mixsearch.laws.joint.ASSUMED_MODEL_ERROR"
+)
+
+MODEL_ERROR_RULE = (
+    "log-loss sd += tau * d(x) * max(1, d(x) / d_h), d(x) = natural-log distance in (log N, log D) from x to the nearest "
+    "fitted rung, d_h = that of the held-out rung (linear up to where the error was measured, quadratic beyond: a law "
+    "fitted across the data matches its level and slope, so what is left grows with the curvature); "
+    "tau from leave_one_scale_out: refit without the largest rung (N*D), tau = the level-quantile over its runs of "
+    "sqrt(max(0, (e/z)^2 - s^2)) / d, e = log error, s = the refit's stated log spread for a new run, z = normal quantile"
+)
+
 
 
 @dataclass(frozen=True)
@@ -177,20 +198,25 @@ class JointLaw(Law):
         Args:
             x: Parsed inputs.
             observation: Add the residual noise of a new run.
-            model_error: Add ``tau · distance(x)`` (when the law measured tau).
+            model_error: Add ``tau · distance(x)`` (when the law measured tau), or the assumed
+                error ``assumed_tau · distance(x)`` recorded when it could not.
         """
         draws = self.draws()
         P = self.vector()[None, :] if draws is None else draws
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             logs = np.log(self._evaluate(P, x))
-        if draws is None:
-            logs = np.repeat(logs, 1000, axis=0)
+        if logs.shape[0] < _MIN_ERROR_DRAWS:
+            # A few bootstrap draws cannot carry the added error's quantiles: tile them.
+            logs = np.tile(logs, (-(-_MIN_ERROR_DRAWS // logs.shape[0]), 1))
         key = self._error_key(x)
         sd = np.zeros(logs.shape[1])
-        tau = (self.model_error.get("tau") or {}).get(key) if model_error and self.model_error.get("measured") else None
+        me = self.model_error
+        tau = (me.get("tau") or {}).get(key) if model_error and me.get("measured") else None
         if tau:
             d = self.distance(x)
-            sd = sd + float(tau) * d * np.maximum(1.0, d / float(self.model_error["distance"]))
+            sd = sd + float(tau) * d * np.maximum(1.0, d / float(me["distance"]))
+        elif model_error and me.get("assumed_tau"):
+            sd = sd + float(me["assumed_tau"]) * self.distance(x)
         noise = self._noise_scale(key) if observation else 0.0
         total_sd = np.sqrt(sd**2 + noise**2)
         if np.any(total_sd > 0):
@@ -212,8 +238,9 @@ class JointLaw(Law):
 
         The interval is the central ``level`` range of: the bootstrap draws of the law,
         widened by the measured model error ``tau · d`` (d: log-distance to the nearest
-        fitted rung; nothing is added when the error could not be measured, see
-        ``model_error``), and with ``observation=True`` by the noise of one run.
+        fitted rung; when it could not be measured, by the assumed ``assumed_tau · d`` the
+        law recorded instead, see ``model_error``), and with ``observation=True`` by the
+        noise of one run.
 
         Args:
             observation: Cover a new run rather than the law's mean.
@@ -226,7 +253,7 @@ class JointLaw(Law):
         x, scalar = self._parse(dict(inputs))
         value = self._evaluate(self.vector()[None, :], x)[0]
         lower = upper = None
-        if self.draws() is not None or observation or self.model_error.get("measured"):
+        if self.draws() is not None or observation or self.model_error.get("measured") or self.model_error.get("assumed_tau"):
             logs = self.predictive_log_samples(x, observation)
             lo, hi = _quantiles(logs, self.level)
             lower, upper = np.exp(lo), np.exp(hi)

@@ -24,7 +24,8 @@ import numpy as np
 
 from mixsearch.candidate import Candidate
 from mixsearch.laws.cmr import surface_value
-from mixsearch.laws.cpt import base_loss_at, default_noise_floor, fit_cpt, fit_surface, surface_cmr
+from mixsearch.laws.cpt import base_loss_at, default_noise_floor, fit_cpt
+from mixsearch.laws.cpt_surface import fit_surface, surface_cmr
 from mixsearch.laws.fit import FitError
 from mixsearch.propose.base import ProposalContext, Recommendation
 from mixsearch.study import ContinualPretraining

@@ -215,7 +215,7 @@ def plot_surface(law: Law, data: Mapping[str, Sequence[float]] | None = None) ->
     tolerance is the horizontal line and the critical ratio at each T the marker where a curve
     crosses it; at the target, the shaded span is the critical ratio's interval.
     """
-    from mixsearch.laws.cpt import surface_cmr
+    from mixsearch.laws.cpt_surface import surface_cmr
 
     cols = _columns(law, data)
     if cols is None:

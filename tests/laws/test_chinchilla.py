@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import CHINCHILLA_TRUTH, chinchilla_runs
 from scipy.optimize import minimize_scalar
 
 from mixsearch.laws import ChinchillaLaw, FitError, FitOptions, fit_chinchilla
 from mixsearch.laws.chinchilla import ChinchillaFormula
+
+from .conftest import CHINCHILLA_TRUTH, chinchilla_runs
 
 
 @pytest.fixture(scope="module")

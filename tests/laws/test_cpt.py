@@ -9,7 +9,8 @@ from scipy.optimize import brentq
 
 from mixsearch.laws import law_from_dict, law_to_dict
 from mixsearch.laws.cmr import surface_value
-from mixsearch.laws.cpt import fit_cpt, fit_surface, surface_cmr, surface_law
+from mixsearch.laws.cpt import fit_cpt
+from mixsearch.laws.cpt_surface import fit_surface, surface_cmr, surface_law
 from mixsearch.laws.fit import FitError
 
 N_REF = 5e8

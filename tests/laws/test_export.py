@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from conftest import FIXTURES
 
 from mixsearch.laws import MixingLaw, load, load_all
+
+from .conftest import FIXTURES
 
 
 def test_old_law_files_load_and_predict_the_same() -> None:

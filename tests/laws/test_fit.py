@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import chinchilla_runs
 from scipy.optimize import minimize
 
 from mixsearch.laws.asymptote import SaturatingPowerFormula
 from mixsearch.laws.chinchilla import ChinchillaFormula
 from mixsearch.laws.fit import FitError, FitOptions, TiedFormula, fit_model, fit_tied, huber, huber_objective
+
+from .conftest import chinchilla_runs
 
 DELTA = 1e-3
 

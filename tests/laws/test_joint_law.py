@@ -8,9 +8,12 @@ import json
 
 import numpy as np
 import pytest
-from conftest import JOINT_DOMAINS as DOMAINS, JOINT_FAST as FAST, joint_runs as runs
 
 from mixsearch.laws import JointLaw, fit_joint, law_from_dict, law_to_dict, load, save
+
+from .conftest import JOINT_DOMAINS as DOMAINS
+from .conftest import JOINT_FAST as FAST
+from .conftest import joint_runs as runs
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +74,20 @@ def test_round_trip_json(law: JointLaw, tmp_path) -> None:
     doc["extra"]["terms"][0]["part"] = "Z"
     with pytest.raises(ValueError, match="extra.terms.0.part"):
         law_from_dict(doc)
+
+
+def test_two_rungs_record_an_assumed_model_error_and_the_interval_grows_with_distance() -> None:
+    from mixsearch.laws.joint import ASSUMED_MODEL_ERROR
+
+    w, N, D, y = runs(24, 1e-3, seed=4, rungs=((1e7, 2e8), (4e7, 8e8)))
+    law = fit_joint(w, y, DOMAINS, N=N, D=D, form="ye", options=FAST)
+    me = law.model_error
+    assert me["measured"] is False and me["assumed_tau"] == ASSUMED_MODEL_ERROR and "not measured" in me["rule"]
+    mix = {"web": 0.2, "code": 0.5, "books": 0.3}
+    near, far = (law.predict(weights=mix, N=4e7 * f, D=8e8 * f) for f in (2.0, 100.0))
+    rel = lambda p: np.log(p.upper / p.lower)  # noqa: E731
+    # The assumed sd is assumed_tau per e-fold: at 100x in both N and D, d = sqrt(2) ln 100.
+    assert rel(far) >= 2 * 1.645 * ASSUMED_MODEL_ERROR * np.sqrt(2) * np.log(100.0) * 0.9
+    assert rel(far) > 3 * rel(near)
+    bare = law.predictive_log_samples(law._parse({"weights": mix, "N": 4e9, "D": 8e10})[0], observation=False, model_error=False)
+    assert np.ptp(np.quantile(bare, [0.05, 0.95], axis=0)) < rel(far) / 3

@@ -4,9 +4,11 @@
 import numpy as np
 import pytest
 
-from ladders import PROXY, TABLE
 from mixsearch.propose.fidelity import FidelityEncoder, as_inputs
 from mixsearch.study import FidelityLadder, Rung
+
+from .ladders import PROXY, TABLE
+
 
 def test_proxy_ladder_features_put_the_target_at_one_and_the_smallest_rung_at_zero():
     enc = FidelityEncoder.from_ladder(PROXY)

@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from ladders import PROXY, TABLE, gp_data
 from mixsearch.propose.fidelity import FidelityEncoder, as_inputs
 from mixsearch.propose.posterior import CachedPosteriorGP, compile_kernel
 from mixsearch.propose.surrogate import KERNELS, build_kernel, fit_surrogate
+
+from .ladders import PROXY, TABLE, gp_data
+
 
 @pytest.mark.parametrize("kind", KERNELS)
 def test_compiled_kernel_equals_gpytorch(kind):

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from ladders import TABLE, gp_data
 from mixsearch.propose.fidelity import FidelityEncoder, as_inputs
 from mixsearch.propose.posterior import CachedPosteriorGP
 from mixsearch.propose.surrogate import LogWeights, fit_surrogate
+
+from .ladders import TABLE, gp_data
+
 
 def test_log_weights_round_trip_and_map_the_simplex_into_the_unit_cube():
     t = LogWeights([0, 1, 2])

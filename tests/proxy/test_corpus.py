@@ -10,9 +10,10 @@ import time
 import numpy as np
 import pytest
 
-from corpora import write_domains
 from mixsearch.proxy.corpus import Corpus, build_corpus, cache_root, split_documents
 from mixsearch.study import Domain
+
+from ..corpora import write_domains
 
 
 def test_token_files_are_uint16_memmaps_matching_the_manifest(tiny_corpus):

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pandas as pd
-import pytest
 from matplotlib.figure import Figure
 
 from mixsearch import api

@@ -5,7 +5,6 @@ interval convention."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from matplotlib.figure import Figure
