@@ -9,6 +9,7 @@ SLSQP keeps the equality constraint, and results are projected back exactly.
 from __future__ import annotations
 
 import warnings
+from typing import Callable
 
 import numpy as np
 import torch
@@ -119,6 +120,7 @@ def greedy_batch(
     raw: np.ndarray,
     num_restarts: int,
     maxiter: int,
+    known: Callable[[np.ndarray, str], bool] | None = None,
 ) -> list[tuple[np.ndarray, str]]:
     """``q`` (mixture, rung) pairs by sequential greedy maximisation.
 
@@ -126,6 +128,12 @@ def greedy_batch(
     rung with the best score (one SLSQP run per slot instead of one per rung, as
     ``optimize_acqf_mixed`` would do), then adds the pick to the acquisition's
     pending points so the next slot looks elsewhere.
+
+    Args:
+        known: ``known(mixture [K], rung)`` is True for a trial the ledger already has. A
+            polished pick that is one (on a noisy world the acquisition may value the
+            incumbent again, and the ledger would return the old trial instead of a new
+            run) is replaced by the best-scoring start that is new.
     """
     base = acq.X_pending
     chosen: list[Tensor] = []
@@ -139,6 +147,17 @@ def greedy_batch(
         vals, X, rung, fidelity = max(scored, key=lambda t: float(t[0].max()))
         top = vals.topk(min(num_restarts, len(vals))).indices
         x, _ = polish(acq, space, fidelity, X[top], vals[top], maxiter)
+        if known is not None:
+            taken = [w for w, r in out if r == rung]
+
+            def repeat(row: Tensor) -> bool:
+                w = row.reshape(-1)[: space.dim].cpu().numpy()
+                return known(w, rung) or any(np.allclose(w, t, atol=1e-6) for t in taken)
+
+            if repeat(x):
+                fresh = [i for i in vals.argsort(descending=True).tolist() if not repeat(X[i])]
+                if fresh:
+                    x = X[fresh[0]].reshape(x.shape)
         chosen.append(x.reshape(1, -1))
         out.append((x.reshape(-1)[: space.dim].cpu().numpy(), rung))
         acq.set_X_pending(torch.cat(([base] if base is not None else []) + chosen, dim=0))

@@ -44,6 +44,7 @@ from mixsearch.propose.base import (
     ProposalContext,
     Recommendation,
     as_candidates,
+    known_trial_test,
     refuse_unused_options,
 )
 from mixsearch.propose.fidelity import DTYPE, FidelityEncoder, as_inputs
@@ -334,7 +335,7 @@ class MultiFidelityBO:
         acq = self._acquisition(model, enc, ctx, mixtures)
         anchors = obs.weights[np.argsort(obs.objective)[:8]]
         raw = raw_mixtures(ctx.space, self.raw_samples, rng, anchors)
-        picks = greedy_batch(acq, ctx.space, enc, enc.runnable, q, raw, self.num_restarts, self.maxiter)
+        picks = greedy_batch(acq, ctx.space, enc, enc.runnable, q, raw, self.num_restarts, self.maxiter, known=known_trial_test(ctx))
         return as_candidates([simplex.project(w, ctx.space) for w, _ in picks], [r for _, r in picks], ctx.trial_seed)
 
     def recommend(self, ctx: ProposalContext) -> Recommendation | None:
@@ -456,7 +457,8 @@ class SingleFidelityBO:
                 picked = pool_batch(acq, torch.tensor(weights, dtype=DTYPE), q)
                 return as_candidates(weights[picked], [rung] * len(picked), ctx.trial_seed)
             raw = raw_mixtures(ctx.space, self.raw_samples, rng, w[np.argsort(y)[:8]])
-            picks = greedy_batch(acq, ctx.space, _ZERO_FID, ("_",), q, raw, self.num_restarts, self.maxiter)
+            known = known_trial_test(ctx)
+            picks = greedy_batch(acq, ctx.space, _ZERO_FID, ("_",), q, raw, self.num_restarts, self.maxiter, known=lambda w, _: known(w, rung))
         return as_candidates([simplex.project(p, ctx.space) for p, _ in picks], [rung] * len(picks), ctx.trial_seed)
 
     def recommend(self, ctx: ProposalContext) -> Recommendation | None:

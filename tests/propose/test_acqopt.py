@@ -76,6 +76,28 @@ def test_greedy_batch_spreads_slots_and_picks_the_cheaper_penalised_rung():
     assert acq.X_pending is None  # restored
 
 
+def test_greedy_batch_never_returns_a_trial_the_ledger_already_has():
+    # A bowl whose maximiser is an existing trial (the incumbent a noisy world's acquisition
+    # values again): the pick must be new, else the ledger returns the old trial and the
+    # study stops with budget left.
+    enc = FidelityEncoder(("lo", "hi"), np.array([[0.0], [1.0]]), {"lo": 1.0, "hi": 2.0}, "hi", True)
+    centre = simplex.project(np.array([0.4, 0.2, 0.3, 0.1]), SPACE)
+    raw = raw_mixtures(SPACE, 64, np.random.default_rng(0), centre[None, :])
+    free = greedy_batch(Bowl(centre, 4), SPACE, enc, ("lo", "hi"), 1, raw, 2, 60)
+    np.testing.assert_allclose(free[0][0], centre, atol=2e-3)
+    calls = []
+
+    def known(w, rung):
+        calls.append(rung)
+        return rung == "lo" and np.linalg.norm(w - centre) < 5e-3
+
+    picks = greedy_batch(Bowl(centre, 4), SPACE, enc, ("lo", "hi"), 2, raw, 2, 60, known=known)
+    ws = np.array([w for w, _ in picks])
+    assert calls and all(r == "lo" for _, r in picks)
+    assert all(np.linalg.norm(w - centre) >= 5e-3 and feasible(w, SPACE) for w in ws)
+    assert np.linalg.norm(ws[0] - ws[1]) > 1e-6  # and not the same new point twice
+
+
 def test_pool_batch_returns_distinct_rows_best_first():
     choices = torch.tensor(simplex.sample(30, SearchSpace(("a", "b", "c", "d")), np.random.default_rng(0)))
     choices = torch.cat([choices, torch.zeros(30, 1, dtype=torch.double)], dim=1)
