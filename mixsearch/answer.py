@@ -93,7 +93,7 @@ class TargetAnswer:
         interval = ""
         if self.lower is not None:
             assumed = (self.model_error or {}).get("assumed_tau") and not (self.model_error or {}).get("measured")
-            note = ", extrapolation error assumed: too few rungs to measure it" if assumed and self.extrapolated else ""
+            note = ", extrapolation error assumed, not measured: see model_error.reason" if assumed and self.extrapolated else ""
             interval = f" [{self.level:.0%} interval {self.lower:.4g}-{self.upper:.4g}{note}]"
         far = ""
         if self.extrapolated:

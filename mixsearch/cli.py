@@ -68,8 +68,12 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             msg = exc.line() if isinstance(exc, StudyError) else str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             _error(msg)
             raise typer.Exit(2) from None
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop quietly, as other command-line tools do.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
         except OSError as exc:
-            _error(f"{exc.filename or ''}: {exc.strerror or exc}")
+            _error(f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc.strerror or exc))
             raise typer.Exit(2) from None
 
     return wrapper

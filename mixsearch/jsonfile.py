@@ -34,6 +34,12 @@ def write_json(doc: Any, path: str | Path, indent: int = 2) -> Path:
             fh.write("\n")
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
         os.replace(tmp, p)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None:
+            # A failed write (full disk, file too large) names no file: name the destination.
+            raise OSError(exc.errno, exc.strerror, str(p)) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -6,6 +6,7 @@ import math
 from typing import Iterable
 
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -102,14 +103,16 @@ class RichProgress:
 
 Say = Callable[[str], None]
 
+STAGE_LINE_DELAY = 1.0  # seconds a stage must last before its line is printed outside a terminal
+
 
 @contextmanager
 def stages(console: Console | None = None, quiet: bool = False) -> Iterator[Say]:
     """Say what a long command is doing, stage by stage.
 
     In a terminal a spinner shows the current stage and its elapsed time; in a pipe or a
-    log each stage is one line on stderr with the seconds since the command started, so
-    a slow export or report is never silent.
+    log each stage that lasts :data:`STAGE_LINE_DELAY` or more is one line on stderr with the
+    seconds since the command started, so a slow export or report is never silent.
 
     Yields:
         ``say(text)``: announce the next stage.
@@ -124,7 +127,21 @@ def stages(console: Console | None = None, quiet: bool = False) -> Iterator[Say]
             yield lambda text: status.update(f"{text} ({time.monotonic() - start:.0f} s)")
         return
 
-    def line(text: str) -> None:
-        print(f"[{time.monotonic() - start:6.1f} s] {text}", file=sys.stderr, flush=True)
+    # A stage's line is printed only once the stage has lasted STAGE_LINE_DELAY: a command
+    # that fails at once (bad input) leaves its one error line alone on stderr, and a quick
+    # command prints nothing but its result.
+    timer: list[threading.Timer] = []
 
-    yield line
+    def line(text: str) -> None:
+        for t in timer:
+            t.cancel()
+        stamp = f"[{time.monotonic() - start:6.1f} s] {text}"
+        timer[:] = [threading.Timer(STAGE_LINE_DELAY, lambda: print(stamp, file=sys.stderr, flush=True))]
+        timer[0].daemon = True
+        timer[0].start()
+
+    try:
+        yield line
+    finally:
+        for t in timer:
+            t.cancel()

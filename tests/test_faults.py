@@ -378,7 +378,7 @@ def test_unwritable_ledger_path_is_one_line_and_writes_nothing(tmp_path, storage
 
 def _proxy_study(folder: Path) -> Path:
     """A proxy study on tiny text whose trials take a few seconds (many small steps)."""
-    from corpora import write_domains
+    from .corpora import write_domains
 
     domains = write_domains(folder / "text")
     study = folder / "ctrlc.py"

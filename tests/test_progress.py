@@ -31,3 +31,29 @@ def test_rich_progress_renders_the_last_status_and_event():
     assert "quickstart" in text and "done 6" in text and "failed 1" in text and "cost 3T/6T" in text
     assert "best 3.2100 @ xs" in text and "last: 9f3c done: 3.21" in text
     assert "50%" in text  # cost binds first: 3T of 6T, while 7 of 14 trials is also 50 %
+
+
+def test_stage_lines_outside_a_terminal_only_for_stages_that_last(monkeypatch, capsys):
+    import time
+
+    import pytest
+
+    from mixsearch import progress
+
+    monkeypatch.setattr(progress, "STAGE_LINE_DELAY", 0.2)
+    console = Console(file=io.StringIO(), force_terminal=False)
+    with progress.stages(console) as say:
+        say("quick stage")
+        say("slow stage")
+        time.sleep(0.5)
+        say("last quick stage")
+    time.sleep(0.3)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].endswith("slow stage")
+    # A command that fails at once leaves its error line alone.
+    with pytest.raises(ValueError):
+        with progress.stages(console) as say:
+            say("checking")
+            raise ValueError("bad input")
+    time.sleep(0.3)
+    assert capsys.readouterr().err == ""

@@ -163,7 +163,7 @@ SCHEDULE_BAD = [
     ("schedule.min_switch", {"schedule": "TwoPhase(min_switch=0.0)"}),
     ("schedule.max_switch", {"schedule": "TwoPhase(min_switch=0.6, max_switch=0.4)"}),
     ("space", {"schedule": "CPT(new_domain='c')", "space": SearchSpace(("a", "b", "c"), upper={"c": 0.5})}),
-    ("ladder.target", {"schedule": "CPT(new_domain='c')", "ladder": FidelityLadder((Rung("s", 10, 10),), target=Rung("t", cost=5.0))}),
+    ("ladder.target", {"schedule": "CPT(new_domain='c')", "ladder": FidelityLadder((Rung("s", 10, 10),), target=Rung("t", cost=1e6))}),
 ]
 
 

@@ -26,12 +26,12 @@ FORMULA = (
 
 ASSUMED_MODEL_ERROR = 0.01
 """Log-loss sd per unit log-distance beyond the runs when leaving a rung out cannot measure it
-(fewer than three rungs). Chosen on the development worlds, between the 0.004-0.005 measured
+(fewer than three rungs, or a refit without the largest that fails). Chosen on the development worlds, between the 0.004-0.005 measured
 with five rungs of the moving-optimum world and the 0.036-0.040 its two-size inner hold-out
 measured (docs/BENCHMARKS.md); an assumption, and recorded as one."""
 
 ASSUMED_MODEL_ERROR_RULE = (
-    "not measured (fewer than three rungs): log-loss sd += assumed_tau * d(x), d(x) = natural-log distance in "
+    "not measured (leaving the largest rung out could not be refitted, see reason): log-loss sd += assumed_tau * d(x), d(x) = natural-log distance in "
     "(log N, log D) from x to the nearest fitted rung; assumed_tau is mixsearch.laws.joint.ASSUMED_MODEL_ERROR"
 )
 

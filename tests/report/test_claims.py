@@ -89,7 +89,7 @@ def test_no_statistic_is_drawn_below_its_minimum_n(report):
 
 
 def test_every_axis_has_a_unit_and_every_interval_is_the_same_one(report):
-    from test_build import assert_labelled_with_units
+    from .test_build import assert_labelled_with_units
 
     page, data = report
     for build in (progress_figure, mixture_figure, domain_loss_figure, heldout_figure_for):
