@@ -66,7 +66,14 @@ def _varying(n: np.ndarray, d: np.ndarray) -> set[str]:
 
 def _fit(weights: Any, losses: Any, components: Sequence[str], n: np.ndarray, d: np.ndarray, why: Mapping[str, str], kwargs: Mapping[str, Any]) -> JointLaw:
     priors = {name: PUBLISHED_EXPONENTS[name] for name in why}
-    return fit_joint(weights, losses, components, N=n, D=d, priors=priors or None, **kwargs)
+    return fit_joint(weights, losses, components, N=n, D=d, priors=priors or None, holdout_fit=_holdout_fit, **kwargs)
+
+
+def _holdout_fit(weights: Any, losses: Any, components: Sequence[str], N: Any = None, D: Any = None, priors: Any = None, **kwargs: Any) -> JointLaw:
+    """The leave-one-rung-out refit under the same rules: the runs left (one rung fewer) may
+    fix an exponent the full runs fitted. Fitted freely on two sizes, the refit is another
+    law than the one whose error is being measured, and its error is far larger."""
+    return fit_study_joint(weights, losses, components, N=N, D=D, **kwargs)
 
 
 def _exponents(law: JointLaw) -> dict[str, list[float]]:

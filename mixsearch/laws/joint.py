@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from scipy.stats import norm
@@ -184,6 +184,7 @@ def fit_joint(
     provenance: Mapping[str, Any] | None = None,
     include_data: bool = True,
     measure_error: bool = True,
+    holdout_fit: Callable[..., JointLaw] | None = None,
 ) -> JointLaw:
     """Fit the joint law of mixture and scale on every run at every scale.
 
@@ -212,6 +213,9 @@ def fit_joint(
         include_data: Keep the fitted runs in the law.
         measure_error: Measure the extrapolation error by :func:`leave_one_scale_out`
             (when the runs have three rungs or more) and widen the intervals by it.
+        holdout_fit: How that check refits without the largest rung (``fit_joint``'s
+            signature): a caller that fixes what few rungs cannot determine must apply
+            the same rules to the refit, or the check measures another law.
 
     Returns:
         The law; ``extra`` records the form, terms, rungs, identifiability notes, fixed
@@ -243,7 +247,7 @@ def fit_joint(
             runs.r, {t: runs.y[:, i] for i, t in enumerate(runs.names)}, runs.comps,
             N=runs.n if runs.has_n else None,
             **{runs.d_input: runs.d if runs.has_d else None},
-            target_weights=runs.tw, form=form_name, priors=priors, options=opts,
+            target_weights=runs.tw, form=form_name, priors=priors, options=opts, fit=holdout_fit,
         )
     except (ValueError, FitError) as exc:
         # Unmeasured is not zero: intervals from the bootstrap alone claimed 90 % and covered
@@ -385,6 +389,7 @@ def leave_one_scale_out(
     options: FitOptions | None = None,
     level: float = HOLDOUT_LEVEL,
     calibrated: bool = False,
+    fit: Callable[..., JointLaw] | None = None,
 ) -> ScaleHoldout:
     """Refit the joint law without the largest rung and predict that rung's runs.
 
@@ -402,6 +407,7 @@ def leave_one_scale_out(
             rung) and state intervals that include it: the honest check of the law's
             intervals beyond the data. ``False`` (what :func:`fit_joint` uses to measure
             ``tau``): intervals from parameter draws and run noise only.
+        fit: The refit (default :func:`fit_joint`); see ``fit_joint(holdout_fit=...)``.
 
     Raises:
         ValueError: fewer than three rungs, or a held-out rung the remaining runs cannot
@@ -421,7 +427,7 @@ def leave_one_scale_out(
     opts = options or FitOptions()
     refit_opts = opts.replace(bootstrap=min(opts.bootstrap, HOLDOUT_BOOTSTRAP), cv_folds=0)
     rest = {k: v[~test] for k, v in (("N", runs.n), (runs.d_input, runs.d))}
-    refit = fit_joint(
+    refit = (fit or fit_joint)(
         runs.r[~test],
         {t: runs.y[~test, i] for i, t in enumerate(runs.names)},
         runs.comps,

@@ -46,3 +46,23 @@ def test_a_free_fit_that_lands_outside_the_plausible_range_is_refitted_with_the_
     law = fit_study_joint(w, {"loss": y}, ["a", "b", "c"], N, D, options=FAST, measure_error=False)
     assert "outside 0.5-1.5" in law.extra["exponents"]["alpha"] and law.params["alpha[loss]"] == pytest.approx(0.6)
     assert "outside 0.5-1.5" in law.extra["exponents"]["beta"] and law.params["beta[loss]"] == pytest.approx(0.7)
+
+
+def test_the_held_out_refit_follows_the_same_rules(monkeypatch):
+    # Three sizes and three token counts, one rung each: the full fit frees both exponents,
+    # but without the largest rung two sizes remain, so the refit must fix alpha as the
+    # study's own law would on those runs (fitted freely it measures another law's error).
+    import mixsearch.laws.guarded as guarded
+
+    rng = np.random.default_rng(3)
+    w = rng.dirichlet(np.ones(3), 90)
+    scale = np.repeat([[1e7, 2e8], [4e7, 8e8], [1.6e8, 3.2e9]], 30, axis=0)
+    N, D = scale[:, 0], scale[:, 1]
+    y = (1.8 + 0.3 * np.exp(w @ np.array([-1.0, 0.5, 0.5])) + 400.0 * np.exp(w @ np.array([0.3, -0.2, -0.1])) / N**0.34 + 410.0 / D**0.28) * np.exp(rng.normal(0, 2e-3, 90))
+    refits = []
+    original = guarded._holdout_fit
+    monkeypatch.setattr(guarded, "_holdout_fit", lambda *a, **k: refits.append(original(*a, **k)) or refits[-1])
+    law = fit_study_joint(w, {"loss": y}, ["a", "b", "c"], N, D, options=FitOptions(bootstrap=8, cv_folds=0, n_starts=4))
+    assert law.extra["exponents"] == {"alpha": "fitted", "beta": "fitted"}
+    assert law.model_error["measured"] is True
+    assert len(refits) == 1 and refits[0].extra["exponents"]["alpha"].startswith("fixed at 0.34")
