@@ -164,6 +164,14 @@ def run_study(
         study = _renamed(study, fork, checked.study_file)
     url = ledger_url(study, storage, root)
     check_url(url)
+    if fork is not None and url == ledger_url(checked.study, storage, root):
+        # A ledger holds one study: the fork cannot share the original's.
+        raise StudyError(
+            "fork",
+            f"{fork!r} would share the ledger of {checked.study.name!r} ({safe_url(url)}), and a ledger holds one study; "
+            "fork with the per-study default ledgers (no --storage and no Study.storage), or give each study its own storage",
+            checked.study_file,
+        )
     if resume is not None:
         Ledger(url, create=False).dispose()  # raises when there is no such study to resume
     ex = make_executor(executor, workers=workers, pack=pack, address=address)

@@ -58,7 +58,7 @@ def search_dict(rec: Recommendation | None, study: Study, observed_rungs: set[st
     seen = rec.rung in observed_rungs
     return {
         "weights": {d: float(w) for d, w in zip(study.domain_names, rec.weights)},
-        "basis": "surrogate",
+        "basis": rec.basis,
         "rung": rec.rung,
         "surrogate_mean": None if rec.predicted is None or not seen else study.objective.from_minimise(float(rec.predicted)),
         "surrogate_std": None if rec.std is None or not seen else float(rec.std),

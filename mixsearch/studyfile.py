@@ -304,7 +304,8 @@ def load_study(path: str | Path) -> Study:
         raise StudyError("file", f"called sys.exit({exc.code!r}) while being imported; a study file only declares a mixsearch.Study", src) from None
     except Exception as exc:  # noqa: BLE001 - any import error is the file's fault
         raise StudyError("file", f"failed to import: {type(exc).__name__}: {_first_line(exc)}", src) from exc
-    studies = [v for v in vars(module).values() if isinstance(v, Study)]
+    # One object under two names (``alias = study``) is one study.
+    studies = list({id(v): v for v in vars(module).values() if isinstance(v, Study)}.values())
     if not studies:
         raise StudyError("study", "the file defines no mixsearch.Study object (a study file assigns one at module level: study = Study(...))", src)
     if len(studies) > 1:

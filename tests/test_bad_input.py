@@ -373,9 +373,12 @@ def _refused(argv: list[str], *expected: str) -> str:
 def test_reordered_domains_are_refused_and_nothing_is_relabelled(bowl, tmp_path):
     path, url = bowl
     before = _rows(url)
+    assert CliRunner().invoke(app, ["study", "export", "bowl", "--no-laws"]).exit_code == 0  # an up-to-date export is no excuse
     bowl_study(tmp_path, domains="'c', 'a', 'b'")
     _refused(["study", "start", str(path), "--quiet"], "study 'bowl' changed", "domains reordered (a, b, c -> c, a, b)", "--fork")
     _refused(["study", "export", "bowl"], "domains reordered")
+    _refused(["study", "report", "bowl", "--out", str(tmp_path / "rep")], "domains reordered")
+    assert not (tmp_path / "rep").exists()
     assert _rows(url) == before
     # status still reads the stored trials under the names they were stored with, and says so
     res = CliRunner().invoke(app, ["study", "status", "bowl"])
@@ -442,6 +445,12 @@ def test_fork_copies_compatible_trials_by_domain_name(bowl, tmp_path):
 def test_a_fork_into_an_existing_study_is_refused(bowl, tmp_path):
     path, _ = bowl
     _refused(["study", "start", str(path), "--quiet", "--fork", "bowl"], "fork", "a name other than 'bowl'")
+
+
+def test_a_fork_that_would_share_the_original_ledger_is_refused(bowl, tmp_path):
+    path, _ = bowl
+    shared = f"sqlite:///{tmp_path / 'one.sqlite'}"
+    _refused(["study", "start", str(path), "--quiet", "--storage", shared, "--fork", "bowl2"], "fork", "a ledger holds one study")
 
 
 def test_resume_of_a_renamed_study_fails_and_starts_nothing(bowl, tmp_path):

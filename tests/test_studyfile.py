@@ -125,6 +125,11 @@ def test_load_study_file(tmp_path, text_dirs):
     )
     s = load_study(f)
     assert s.name == "f" and s.space.domains == ("a", "b")
+    f.write_text(f.read_text() + "alias = study\n")  # one object under two names is one study
+    assert load_study(f).name == "f"
+    f.write_text(f.read_text() + "other = Study(name='g', domains=study.domains, ladder=study.ladder, budget=study.budget)\n")
+    with pytest.raises(StudyError, match="2 Study objects"):
+        load_study(f)
 
 
 @pytest.mark.parametrize(

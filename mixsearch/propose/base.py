@@ -145,6 +145,10 @@ class Recommendation:
             proposer has a model; else the observed value it is based on.
         std: Predictive standard deviation, when known.
         rung: The rung the prediction is for.
+        extra: Proposer-specific details.
+        basis: What ``predicted`` rests on: ``"observed"`` (a trial's result),
+            ``"surrogate"`` (a GP posterior), ``"regressor"`` (a fitted regression), ``"law"``,
+            or ``"proposer"`` when the proposer does not say.
     """
 
     weights: tuple[float, ...]
@@ -152,6 +156,7 @@ class Recommendation:
     std: float | None = None
     rung: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    basis: str = "proposer"
 
 
 @runtime_checkable
@@ -182,7 +187,7 @@ def best_observed(ctx: ProposalContext) -> Recommendation | None:
     top = order[-1]
     w, y = h.at_rung(top)
     i = int(np.argmin(y))
-    return Recommendation(tuple(float(x) for x in w[i]), float(y[i]), None, top)
+    return Recommendation(tuple(float(x) for x in w[i]), float(y[i]), None, top, basis="observed")
 
 
 def _rung_cost(ctx: ProposalContext, name: str) -> float:

@@ -85,7 +85,7 @@ def cmr_recommendation(ctx: ProposalContext) -> Recommendation | None:
     )
     if fit.cmr is None:
         return None
-    return Recommendation(sch.mixture(fit.cmr, ctx.domains), None, None, t.name, {"cmr": fit.cmr, "basis": fit.basis})
+    return Recommendation(sch.mixture(fit.cmr, ctx.domains), None, None, t.name, {"cmr": fit.cmr, "basis": fit.basis}, basis=fit.basis or "proposer")
 
 
 def _tried(ctx: ProposalContext) -> set[tuple[float, str]]:

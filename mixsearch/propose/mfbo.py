@@ -351,7 +351,7 @@ class MultiFidelityBO:
             candidates, optimise = _recommendation_candidates(ctx, obs, enc.target)
             w, mean, std = best_posterior_mean(model, ctx.space, enc.target_features, candidates, optimise, self.recommend_kappa)
         return Recommendation(
-            tuple(float(x) for x in w), -mean, std, enc.target, extra={"n_fit": obs.n, "proposer": "mfbo"}
+            tuple(float(x) for x in w), -mean, std, enc.target, extra={"n_fit": obs.n, "proposer": "mfbo"}, basis="surrogate"
         )
 
 
@@ -370,7 +370,7 @@ def _recommendation_candidates(ctx: ProposalContext, obs: Observations, rung: st
 
 def _observed_recommendation(obs: Observations, rung: str) -> Recommendation:
     i = int(np.argmin(obs.objective))
-    return Recommendation(tuple(float(x) for x in obs.weights[i]), float(obs.objective[i]), None, obs.rungs[i])
+    return Recommendation(tuple(float(x) for x in obs.weights[i]), float(obs.objective[i]), None, obs.rungs[i], basis="observed")
 
 
 @dataclass
@@ -469,13 +469,13 @@ class SingleFidelityBO:
             return None
         if len(y) < 2 or len(set(y.tolist())) < 2:
             i = int(np.argmin(y))
-            return Recommendation(tuple(float(x) for x in w[i]), float(y[i]), None, rung)
+            return Recommendation(tuple(float(x) for x in w[i]), float(y[i]), None, rung, basis="observed")
         with manual_seed(ctx.seed):
             model = self._fit(w, y)
             obs = Observations(w, (rung,) * len(y), y)
             candidates, optimise = _recommendation_candidates(ctx, obs, rung)
             best, mean, std = best_posterior_mean(model, ctx.space, np.zeros(0), candidates, optimise)
-        return Recommendation(tuple(float(x) for x in best), -mean, std, rung, extra={"n_fit": len(y), "proposer": "gp"})
+        return Recommendation(tuple(float(x) for x in best), -mean, std, rung, extra={"n_fit": len(y), "proposer": "gp"}, basis="surrogate")
 
 
 def _require_positive(options: object, *names: str) -> None:

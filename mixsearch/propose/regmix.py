@@ -183,7 +183,7 @@ class RegMix:
         w_final, y_final = ctx.history.at_rung(final)
         if len(y_final):
             i = int(np.argmin(y_final))
-            return Recommendation(tuple(float(x) for x in w_final[i]), float(y_final[i]), None, final)
+            return Recommendation(tuple(float(x) for x in w_final[i]), float(y_final[i]), None, final, basis="observed")
         model = self._fitted(ctx, proxy)
         if model is None:
             return best_observed(ctx)
@@ -198,4 +198,4 @@ class RegMix:
             pred = model.predict(cands)
             w = simplex.project(cands[np.argsort(pred)[: self.top_k]].mean(axis=0), ctx.space)
             p = float(model.predict(w[None, :])[0])
-        return Recommendation(tuple(float(x) for x in w), p, None, proxy, {"source": "regressor"})
+        return Recommendation(tuple(float(x) for x in w), p, None, proxy, {"source": "regressor"}, basis="regressor")

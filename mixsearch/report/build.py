@@ -31,7 +31,13 @@ def study_report(opened: "OpenStudy", out: str | Path, say: Callable[[str], None
     Returns:
         Path of the HTML page.
     """
+    from mixsearch import api
+
     say = say or (lambda _text: None)
+    # Before anything is written: a report from a changed study file would relabel or mix
+    # the stored results (an up-to-date export is no exception).
+    say("checking the study file against its ledger")
+    api.check_unchanged(opened)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = collect(opened, out, say)

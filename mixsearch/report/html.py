@@ -250,7 +250,7 @@ def _recommendation(data: "StudyData") -> str:
     search_html = ""
     if search:
         picks = ", ".join(f"{d} {float(search['weights'].get(d, 0.0)):.3f}" for d in data.domains)
-        search_html = f"<p>The {esc(data.study.proposer.name)} proposer's own pick (basis: surrogate, at rung {esc(search.get('rung'))}): {esc(picks)}.</p>"
+        search_html = f"<p>The {esc(data.study.proposer.name)} proposer's own pick (basis: {esc(search.get('basis'))}, at rung {esc(search.get('rung'))}): {esc(picks)}.</p>"
     return head + f'<div class="rec"><p>{line}</p>' + table(["domain", "weight", ""], rows, raw_cols=(2,)) + "</div>" + warnings + search_html
 
 
