@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from mixsearch.candidate import EvaluationError, TrialResult
+from mixsearch.candidate import Candidate, EvaluationError, TrialResult, canonical_weights
 from mixsearch.evaluate import Evaluator
 from mixsearch.execute.base import Executor, Job
 from mixsearch.interrupt import StudyInterrupted, TrialInterrupted, clear_stop, request_stop
@@ -337,6 +337,11 @@ class TrialLoop:
         return None
 
 
+def _candidate_key(c: Candidate) -> tuple[Any, ...]:
+    """What makes two candidates the same run within one study definition."""
+    return (c.rung, canonical_weights(c.weights), c.seed, repr(c.schedule))
+
+
 class Orchestrator(TrialLoop):
     """The trial loop plus asking: runs a study until its budget is spent.
 
@@ -403,13 +408,18 @@ class Orchestrator(TrialLoop):
             return False
         ask = self.ledger.next_ask()
         known = {t.trial_id for t in trials}
+        # The same candidate under another trial id: a trial run before a change the study's
+        # definition allows (a new target or rung enters the id's context) is still that run.
+        ran = {_candidate_key(t.candidate) for t in trials}
         # A proposal that only repeats known trials adds nothing (the ledger finds them);
         # ask again with a salted seed a few times before concluding nothing is left.
         for salt in range(self.MAX_EMPTY_ASKS):
             ctx = build_context(self.study, self.ledger, ask, self.pool, trials, salt=salt)
             kept, cost = [], 0.0
             with limited("surrogate"):
-                proposals = self.proposer.propose(ctx, q)[:q]
+                proposals = [c for c in self.proposer.propose(ctx, q)[:q] if _candidate_key(c) not in ran]
+            if not proposals:
+                continue
             for c in proposals:
                 c_cost = self.study.ladder.rung(c.rung).run_cost
                 if cost + c_cost <= cost_room * (1 + 1e-9):

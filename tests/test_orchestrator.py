@@ -143,3 +143,31 @@ def test_ask_seed_is_a_stored_interface_pinned_by_literal_values():
     """A resumed study re-derives each ask's seed; a change here would make it propose other
     trials than the run it continues. Values computed by mixsearch 0.1.0."""
     assert [ask_seed(0, 0), ask_seed(0, 1), ask_seed(7, 3), ask_seed(123456789, 4002)] == [171340460, 709825519, 523246609, 379659262]
+
+
+class FixedProposer:
+    """Always proposes the same two mixtures at rung s (a proposer that ignores its history)."""
+
+    def propose(self, ctx, q):
+        return [Candidate((0.5, 0.3, 0.2), "s", ctx.trial_seed), Candidate((0.2, 0.3, 0.5), "s", ctx.trial_seed)][:q]
+
+    def recommend(self, ctx):
+        return None
+
+
+def test_a_changed_target_does_not_run_a_trial_twice(tmp_path):
+    # The target is part of every trial id's context, and the study's definition lets it
+    # change: the same candidate then gets another id, but it is still the run that was made.
+    url = f"sqlite:///{tmp_path}/a.sqlite"
+    first = study(budget=Budget(max_trials=2))
+    ledger = Ledger(url)
+    ev = BowlEvaluator()
+    Orchestrator(first, ledger, ev, LocalExecutor(workers=1), FixedProposer(), heartbeat_interval=0.05).run()
+    assert ev.calls == 2
+    moved = study(budget=Budget(max_trials=6), ladder=FidelityLadder(first.ladder.rungs, target=Rung("t2", 10**9, 10**7)))
+    assert moved.config_hash() != first.config_hash()
+    ev2 = BowlEvaluator()
+    summary = Orchestrator(moved, ledger, ev2, LocalExecutor(workers=1), FixedProposer(), heartbeat_interval=0.05).run()
+    assert ev2.calls == 0 and len(ledger.trials()) == 2
+    assert summary.stopped_because == "proposer has nothing left to propose"
+    ledger.dispose()
