@@ -156,6 +156,7 @@ class TrialLoop:
         self.worker = worker_name()
         self.pool: Any = None
         self.interrupted: list[str] = []  # trials that were running when Ctrl-C came
+        self._given_back: list[str] = []  # trials released because they were interrupted
         self._context: dict[str, dict[str, Any]] = {}
         self._start = time.time()
         self._last: str | None = None
@@ -258,7 +259,10 @@ class TrialLoop:
         to pending at once (and would be found orphaned anyway, its process gone).
         """
         request_stop()
-        self.interrupted = list(self.executor.in_flight())
+        # Claimed here but not yet submitted, or already back with the interrupt (the signal
+        # reaches worker processes too): running trials of this worker count as well.
+        mine = [t.trial_id for t in self.ledger.trials([RUNNING]) if t.worker == self.worker]
+        seen = dict.fromkeys([*self._given_back, *self.executor.in_flight(), *mine])
         deadline = time.monotonic() + wait
         try:
             while self.executor.in_flight() and time.monotonic() < deadline:
@@ -266,8 +270,11 @@ class TrialLoop:
                     self._tell(tid, outcome)
         except KeyboardInterrupt:
             pass
-        for tid in self.executor.in_flight():
+        for tid in dict.fromkeys([*self.executor.in_flight(), *mine]):
             self.ledger.release(tid, self.worker)
+        # What the message counts: the trials that are pending again (one that finished in
+        # the meantime was recorded as done).
+        self.interrupted = [tid for tid in seen if self.ledger.get(tid).state == PENDING]
 
     def _idle_reason(self) -> str | None:
         """Why the loop should end when nothing runs here: None to keep waiting."""
@@ -301,10 +308,12 @@ class TrialLoop:
             error, retry, cost = str(outcome), False, 0.0
         elif isinstance(outcome, TrialInterrupted):
             self.ledger.release(tid, self.worker)  # pending again, the attempt not counted
+            self._given_back.append(tid)
             self._last = f"{tid[:8]} interrupted"
             return
         elif isinstance(outcome, (KeyboardInterrupt, SystemExit)):
             self.ledger.release(tid, self.worker)
+            self._given_back.append(tid)
             raise outcome
         else:
             error, retry, cost = f"{type(outcome).__name__}: {outcome}", True, 0.0
