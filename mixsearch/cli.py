@@ -91,7 +91,7 @@ ExportOpt = typer.Option(True, help="Write fits/<study>.json at the end.")
 
 def _run(path_or_name: str, storage: Optional[str], root: Path, executor: str, workers: int, pack: int, address: Optional[str], quiet: bool, export: bool, fork: Optional[str] = None, resume: bool = False) -> None:
     from mixsearch import api
-    from mixsearch.progress import RichProgress
+    from mixsearch.progress import study_progress
 
     study_file = api.find_study_file(path_or_name, storage, root)
     study = api.load_study(study_file)
@@ -102,7 +102,7 @@ def _run(path_or_name: str, storage: Optional[str], root: Path, executor: str, w
     if quiet:
         summary = api.run_study(study_file, storage, root, executor, workers, pack, address, **kwargs)
     else:
-        with RichProgress(name, err_console) as progress:
+        with study_progress(name, err_console) as progress:
             summary = api.run_study(study_file, storage, root, executor, workers, pack, address, progress=progress, **kwargs)
     c = summary.counts
     console.print(

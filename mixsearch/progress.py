@@ -101,6 +101,38 @@ class RichProgress:
         self._progress.update(self._task, total=total, completed=completed, detail=status_line(status))
 
 
+class LineProgress:
+    """Progress for a log or a pipe: one full line on stderr each time a trial finishes.
+
+    A live bar outside a terminal is cut to 80 columns and redrawn as garbage; a log wants
+    whole lines it can grep. Same interface as :class:`RichProgress`.
+    """
+
+    def __init__(self, study_name: str) -> None:
+        self.name = study_name
+        self._finished = -1
+
+    def __enter__(self) -> "LineProgress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, status: Status) -> None:
+        """Print ``status`` when the number of finished trials moved."""
+        finished = status.counts["done"] + status.counts["failed"]
+        if finished == self._finished:
+            return
+        self._finished = finished
+        last = f" · last: {status.last}" if status.last else ""
+        print(f"{self.name}: {status_line(status)}{last}", file=sys.stderr, flush=True)
+
+
+def study_progress(study_name: str, console: Console) -> "RichProgress | LineProgress":
+    """A live bar in a terminal, whole lines elsewhere."""
+    return RichProgress(study_name, console) if console.is_terminal else LineProgress(study_name)
+
+
 Say = Callable[[str], None]
 
 STAGE_LINE_DELAY = 1.0  # seconds a stage must last before its line is printed outside a terminal

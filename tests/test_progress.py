@@ -57,3 +57,17 @@ def test_stage_lines_outside_a_terminal_only_for_stages_that_last(monkeypatch, c
             raise ValueError("bad input")
     time.sleep(0.3)
     assert capsys.readouterr().err == ""
+
+
+def test_outside_a_terminal_progress_is_whole_lines_one_per_finished_trial(capsys):
+    from mixsearch.progress import LineProgress, study_progress
+
+    console = Console(file=io.StringIO(), force_terminal=False)
+    progress = study_progress("a-study-with-a-long-name", console)
+    assert isinstance(progress, LineProgress)
+    with progress:
+        for done in (0, 1, 1, 2):
+            progress.update(Status({"pending": 1, "running": 1, "done": done, "failed": 0}, 1.5e12 * done, 1e13, 20, 3.0 * done, (3.4567, "xs-long"), f"t{done} done: 3.4567"))
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3  # the repeated count printed nothing
+    assert lines[-1] == "a-study-with-a-long-name: done 2 · running 1 · pending 1 · failed 0 · trials 2/20 · cost 3T/10T · best 3.4567 @ xs-long · last: t2 done: 3.4567"
