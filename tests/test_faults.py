@@ -401,6 +401,16 @@ def _proxy_study(folder: Path) -> Path:
     return study
 
 
+def _start_interruptible(study: Path, cwd: Path) -> subprocess.Popen:
+    """``study start`` in a child whose Ctrl-C is not ignored: a test run in the background
+    (``cmd &``, CI runners) inherits SIGINT ignored, and Python, rightly, keeps it so."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mixsearch.cli", "study", "start", str(study), "--quiet", "--no-export"],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
 def _wait_running(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
     path = Path(url[len("sqlite:///") :])
     deadline = time.time() + timeout
@@ -422,7 +432,7 @@ def _wait_running(url: str, proc: subprocess.Popen, timeout: float = 120) -> Non
 def test_ctrl_c_stops_the_running_trial_and_gives_it_back(tmp_path):
     study = _proxy_study(tmp_path)
     url = f"sqlite:///{tmp_path / 'runs' / 'ctrlc' / 'ledger.sqlite'}"
-    proc = subprocess.Popen([sys.executable, "-m", "mixsearch.cli", "study", "start", str(study), "--quiet", "--no-export"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _start_interruptible(study, tmp_path)
     _wait_running(url, proc)
     t0 = time.time()
     proc.send_signal(signal.SIGINT)
@@ -448,7 +458,7 @@ def test_ctrl_c_stops_the_running_trial_and_gives_it_back(tmp_path):
 def test_a_second_ctrl_c_exits_at_once(tmp_path):
     study = _proxy_study(tmp_path)
     url = f"sqlite:///{tmp_path / 'runs' / 'ctrlc' / 'ledger.sqlite'}"
-    proc = subprocess.Popen([sys.executable, "-m", "mixsearch.cli", "study", "start", str(study), "--quiet", "--no-export"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _start_interruptible(study, tmp_path)
     _wait_running(url, proc)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.02)
