@@ -86,7 +86,7 @@ class TargetAnswer:
         if self.schedule:
             first, second = (", ".join(f"{d}={self.schedule[k].get(d, 0.0):.3f}" for d in domains) for k in ("first", "second"))
             mix += f" (two phases: {first} for the first {self.schedule['switch']:.0%} of the tokens, then {second})"
-        where = f"{self.target['name']} (N={_eng(self.target.get('N'))}, D={_eng(self.target.get('D'))})"
+        where = f"{self.target['name']} (N={eng(self.target.get('N'))}, D={eng(self.target.get('D'))})"
         if self.predicted is None:
             return f"recommended mixture: {mix}; no predicted {objective_label} at {where}: {self.reason}"
         u = f" {unit}" if unit else ""
@@ -95,14 +95,18 @@ class TargetAnswer:
             assumed = (self.model_error or {}).get("assumed_tau") and not (self.model_error or {}).get("measured")
             note = ", extrapolation error assumed, not measured: see model_error.reason" if assumed and self.extrapolated else ""
             interval = f" [{self.level:.0%} interval {self.lower:.4g}-{self.upper:.4g}{note}]"
-        far = ""
-        if self.extrapolated:
-            bits = [f"x{v:.3g} in {k}" for k, v in self.factors.items() if v is not None and v > 1.0]
-            far = f", extrapolated {' and '.join(bits)}" if bits else ", extrapolated"
+        far = extrapolation_note(self.factors) if self.extrapolated else ""
         return f"recommended mixture: {mix}; {objective_label} at {where}: {self.predicted:.4g}{u}{interval} (basis: {self.basis}{far})"
 
 
-def _eng(x: Any) -> str:
+def extrapolation_note(factors: Mapping[str, float | None]) -> str:
+    """``", extrapolated x310 in N and x5e+03 in D"``: how far beyond the runs an answer lies."""
+    bits = [f"x{v:.3g} in {k}" for k, v in factors.items() if v is not None and v > 1.0]
+    return f", extrapolated {' and '.join(bits)}" if bits else ", extrapolated"
+
+
+def eng(x: Any) -> str:
+    """A count in engineering units (``124M``, ``2.5B``), ``?`` when unknown."""
     if x is None:
         return "?"
     x = float(x)
@@ -273,7 +277,7 @@ def sanity_warnings(study: Study, data_tokens: Mapping[str, float] | None, weigh
     sizes = [r.n_params for r in study.ladder.rungs if r.n_params]
     if t.n_params and sizes and t.n_params > FAR_BEYOND_N * max(sizes):
         out.append(
-            f"the target ({_eng(t.n_params)} parameters) is {t.n_params / max(sizes):.0f}x the largest rung in N ({_eng(max(sizes))}): "
+            f"the target ({eng(t.n_params)} parameters) is {t.n_params / max(sizes):.0f}x the largest rung in N ({eng(max(sizes))}): "
             f"a law carried more than {FAR_BEYOND_N:.0f}x beyond its runs is a guess whatever its interval; add a larger rung"
         )
     if t.tokens and data_tokens and weights:
@@ -282,11 +286,11 @@ def sanity_warnings(study: Study, data_tokens: Mapping[str, float] | None, weigh
         if over:
             worst = max(over, key=over.get)  # type: ignore[arg-type]
             out.append(
-                f"at the target ({_eng(t.tokens)} tokens) the mixture would repeat {len(over)} domain(s) more than once "
-                f"({worst}: {over[worst]:.3g} epochs over its {_eng(data_tokens[worst])} tokens); the laws assume fresh data"
+                f"at the target ({eng(t.tokens)} tokens) the mixture would repeat {len(over)} domain(s) more than once "
+                f"({worst}: {over[worst]:.3g} epochs over its {eng(data_tokens[worst])} tokens); the laws assume fresh data"
             )
     elif t.tokens and data_tokens:
         total = float(sum(data_tokens.values()))
         if total and t.tokens > total:
-            out.append(f"the target's {_eng(t.tokens)} tokens exceed the corpus ({_eng(total)} tokens): more than one epoch")
+            out.append(f"the target's {eng(t.tokens)} tokens exceed the corpus ({eng(total)} tokens): more than one epoch")
     return out

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from mixsearch.answer import ANSWER_BOOTSTRAP, ANSWER_LEVEL, TargetAnswer
+from mixsearch.answer import ANSWER_BOOTSTRAP, ANSWER_LEVEL, TargetAnswer, eng, extrapolation_note
 from mixsearch.laws.cpt import CPTFit, fit_cpt
 from mixsearch.laws.cpt_surface import surface_law
 from mixsearch.laws.fit import FitError, FitOptions
@@ -98,29 +98,16 @@ class CPTAnswer:
     def line(self) -> str:
         """One line for the CLI: the critical ratio with its interval and basis, or why there is none."""
         t = self.target
-        where = f"{t.get('name')} (N={_eng(t.get('N'))}, T={_eng(t.get('T'))} tokens)"
+        where = f"{t.get('name')} (N={eng(t.get('N'))}, T={eng(t.get('T'))} tokens)"
         tol = f"{self.tolerance:.3g}{' relative' if self.relative else ' nats'}"
         if self.ratio is None:
             return f"no critical ratio of {self.new_domain} at {where}: {self.reason}"
         interval = "" if self.lower is None else f" [{self.level:.0%} interval {self.lower:.3f}-{self.upper:.3f}]"
-        far = ""
-        if self.extrapolated:
-            bits = [f"x{v:.3g} in {k}" for k, v in self.factors.items() if v is not None and v > 1.0]
-            far = f", extrapolated {' and '.join(bits)}"
+        far = extrapolation_note(self.factors) if self.extrapolated else ""
         mix = ", ".join(f"{d}={w:.3f}" for d, w in self.weights.items())
         dom = self.predicted_domain_loss or {}
         dom_text = "" if dom.get("value") is None else f"; predicted {self.new_domain} loss {dom['value']:.4g}"
         return f"critical ratio of {self.new_domain} at {where}, general loss within {tol}: R = {self.ratio:.3f}{interval} (basis: {self.basis}{far}); mixture: {mix}{dom_text}"
-
-
-def _eng(x: Any) -> str:
-    if x is None:
-        return "?"
-    x = float(x)
-    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if x >= scale:
-            return f"{x / scale:.3g}{unit}"
-    return f"{x:.3g}"
 
 
 def cpt_frame(done: pd.DataFrame, study: Study) -> pd.DataFrame:
@@ -261,7 +248,7 @@ def _warnings(answer: CPTAnswer, fit: CPTFit, frame: pd.DataFrame, T: float, N: 
     if answer.ratio is not None and answer.factors.get("N", 1.0) > 1.0 and fit.general is not None and fit.general.fixed_kappa:
         out.append(
             f"every run continued one base size, so the surface cannot say how forgetting changes with N; the answer at the target's N "
-            f"({_eng(N)}) assumes it does not (add rungs at other n_params)"
+            f"({eng(N)}) assumes it does not (add rungs at other n_params)"
         )
     if answer.ratio is not None and answer.basis == "law" and answer.ratio in (0.0, 1.0):
         out.append("the critical ratio sits at the edge of [0, 1]: " + ("even pure replay exceeds the tolerance" if answer.ratio == 0.0 else "even pure domain data stays within the tolerance"))

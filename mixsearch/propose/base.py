@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from mixsearch import simplex
-from mixsearch.candidate import Candidate, Phases, Pool, canonical_weights
+from mixsearch.candidate import Candidate, Phases, Pool
 from mixsearch.ledger import DONE, FAILED, PENDING, RUNNING, Trial, finite
 from mixsearch.study import FidelityLadder, Objective, ProposerSpec, Schedule, SearchSpace
 
@@ -290,21 +289,6 @@ def refuse_unused_options(proposer: Any, names: Sequence[str], pool: bool) -> No
     for name in names:
         if getattr(proposer, name) != defaults[name]:
             raise ValueError(f"{name}: does nothing when the world offers a finite pool of mixtures (a table): candidates are picked from the pool; remove the option")
-
-
-def known_trial_test(ctx: ProposalContext) -> Callable[[np.ndarray, str], bool]:
-    """``test(mixture [K], rung)``: whether a pick is a trial the ledger already has (finished,
-    pending or failed), after the projection onto the space every candidate goes through.
-
-    A candidate equal to one of these is the same trial (the ledger finds it instead of
-    running it again), so a proposer that wants something new must avoid them.
-    """
-    h = ctx.history
-    seen: set[tuple[str, tuple[float, ...]]] = set()
-    for weights, rungs in ((h.weights, h.rungs), (h.pending_weights, h.pending_rungs), (h.failed_weights, h.failed_rungs)):
-        for w, r in zip(weights if weights is not None else (), rungs):
-            seen.add((r, canonical_weights(w)))
-    return lambda w, rung: (rung, canonical_weights(simplex.project(w, ctx.space))) in seen
 
 
 def as_candidates(weights: Sequence[Sequence[float]], rungs: Sequence[str], seed: int) -> list[Candidate]:

@@ -44,12 +44,11 @@ from mixsearch.propose.base import (
     ProposalContext,
     Recommendation,
     as_candidates,
-    known_trial_test,
     refuse_unused_options,
 )
 from mixsearch.propose.fidelity import DTYPE, FidelityEncoder, as_inputs
 from mixsearch.propose.law_prior import LawPrior, fit_law_prior, rung_scales
-from mixsearch.propose.pool import free_entries
+from mixsearch.propose.pool import free_entries, known_trial_test
 from mixsearch.propose.posterior import CachedPosteriorGP
 from mixsearch.propose.surrogate import (
     check_kernel,

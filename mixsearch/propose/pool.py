@@ -8,8 +8,11 @@ made from it compare equal even when rounding moves a weight by 1e-6.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
+from mixsearch import simplex
 from mixsearch.candidate import Candidate, canonical_weights
 from mixsearch.propose.base import ProposalContext, as_candidates
 
@@ -29,6 +32,17 @@ def taken(ctx: ProposalContext) -> set[PoolKey]:
     if h.failed_weights is not None:
         keys |= {pool_key(w, r) for w, r in zip(h.failed_weights, h.failed_rungs)}
     return keys
+
+
+def known_trial_test(ctx: ProposalContext) -> Callable[[np.ndarray, str], bool]:
+    """``test(mixture [K], rung)``: whether a continuous pick is a trial the ledger already has
+    (:func:`taken`), after the projection onto the space every candidate goes through.
+
+    A candidate equal to one of these is the same trial (the ledger finds it instead of
+    running it again), so a proposer that wants something new must avoid them.
+    """
+    used = taken(ctx)
+    return lambda w, rung: pool_key(simplex.project(w, ctx.space), rung) in used
 
 
 def free_indices(ctx: ProposalContext, rungs: str | tuple[str, ...] | None) -> np.ndarray:
