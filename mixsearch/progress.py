@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
+import re
 import sys
 import threading
 import time
@@ -138,6 +139,16 @@ Say = Callable[[str], None]
 STAGE_LINE_DELAY = 1.0  # seconds a stage must last before its line is printed outside a terminal
 
 
+def stage_line(seconds: float, text: str) -> str:
+    """One stage's line in a log: the seconds since the command started, then the stage."""
+    return f"[{seconds:6.1f} s] {text}"
+
+
+def is_stage_line(line: str) -> bool:
+    """Whether ``line`` is a stage's progress line (as :func:`stage_line` writes it), not a message."""
+    return re.match(r"\[ *\d+\.\d s\] ", line) is not None
+
+
 @contextmanager
 def stages(console: Console | None = None, quiet: bool = False) -> Iterator[Say]:
     """Say what a long command is doing, stage by stage.
@@ -167,7 +178,7 @@ def stages(console: Console | None = None, quiet: bool = False) -> Iterator[Say]
     def line(text: str) -> None:
         for t in timer:
             t.cancel()
-        stamp = f"[{time.monotonic() - start:6.1f} s] {text}"
+        stamp = stage_line(time.monotonic() - start, text)
         timer[:] = [threading.Timer(STAGE_LINE_DELAY, lambda: print(stamp, file=sys.stderr, flush=True))]
         timer[0].daemon = True
         timer[0].start()

@@ -10,12 +10,22 @@ import pandas as pd
 import pytest
 import torch
 
+from mixsearch.progress import is_stage_line
 from mixsearch.proxy.corpus import build_corpus
 from mixsearch.study import Domain
 
 from .corpora import write_domains
 
 DOMAINS = ("a", "b", "c")
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The non-empty lines of a command's stderr, less its stage progress lines.
+
+    Outside a terminal a stage that lasts a second prints a progress line (on a loaded
+    machine even 'checking the study file'); what the user must get is still one error line.
+    """
+    return [ln for ln in stderr.splitlines() if ln.strip() and not is_stage_line(ln)]
 
 
 def tiny_objective(w: np.ndarray, shift: float) -> np.ndarray:

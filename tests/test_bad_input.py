@@ -22,6 +22,8 @@ from typer.testing import CliRunner
 from mixsearch.cli import app
 from mixsearch.ledger import SCHEMA_VERSION, Ledger
 
+from .conftest import error_lines
+
 OPT = np.array([0.5, 0.3, 0.2])
 
 STUDY = """
@@ -254,7 +256,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(setup, expected, tmp_pa
     argv = setup(tmp_path)
     before = tree(tmp_path)
     res = CliRunner().invoke(app, argv)
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    lines = error_lines(res.stderr)
     assert res.exit_code == 2, f"exit {res.exit_code}\nstdout: {res.stdout}\nstderr: {res.stderr}\n{res.exception!r}"
     assert len(lines) == 1, res.stderr
     for text in expected:
@@ -363,7 +365,7 @@ def bowl(tmp_path, monkeypatch):
 
 def _refused(argv: list[str], *expected: str) -> str:
     res = CliRunner().invoke(app, argv)
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    lines = error_lines(res.stderr)
     assert res.exit_code == 2 and len(lines) == 1, res.stderr + res.stdout
     for text in expected:
         assert text in lines[0], lines[0]

@@ -27,6 +27,7 @@ from mixsearch.candidate import Candidate, TrialResult
 from mixsearch.jsonfile import write_json
 from mixsearch.ledger import DONE, FAILED, PENDING, RUNNING, Ledger, LedgerError
 
+from .conftest import error_lines
 from .ledgers import bound
 
 OPT = np.array([0.5, 0.3, 0.2])
@@ -72,7 +73,7 @@ def cli(*args: str, cwd: Path, preexec=None, timeout: float = 120) -> subprocess
 
 
 def one_error_line(proc: subprocess.CompletedProcess) -> str:
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    lines = error_lines(proc.stderr)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert len(lines) == 1, proc.stderr
     return lines[0]

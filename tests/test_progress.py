@@ -50,6 +50,11 @@ def test_stage_lines_outside_a_terminal_only_for_stages_that_last(monkeypatch, c
     time.sleep(0.3)
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].endswith("slow stage")
+    assert progress.is_stage_line(err[0])
+    assert progress.is_stage_line(progress.stage_line(1234.56, "fitting"))
+    # Messages, even ones that start with a bracket, are not stage lines.
+    assert not progress.is_stage_line("error: runs/x.json: File too large")
+    assert not progress.is_stage_line("[warning] 1.0 s late")
     # A command that fails at once leaves its error line alone.
     with pytest.raises(ValueError):
         with progress.stages(console) as say:

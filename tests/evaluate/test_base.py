@@ -22,6 +22,8 @@ from mixsearch.evaluate.base import check_options, options_digest, split_field
 from mixsearch.ledger import DONE, Ledger
 from mixsearch.study import Budget, Domain, EvaluatorSpec, FidelityLadder, Objective, ProposerSpec, Rung, Study, StudyError
 
+from ..conftest import error_lines
+
 RUNG = Rung("s", n_params=1000, tokens=20_000)
 
 WORLDS = textwrap.dedent(
@@ -223,7 +225,7 @@ def test_a_bad_evaluator_path_through_the_cli_is_one_line_and_exit_2(tmp_path):
         )
     )
     proc = subprocess.run([sys.executable, "-m", "mixsearch.cli", "study", "start", str(path), "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    lines = error_lines(proc.stderr)
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0] == f"error: {path}: evaluator.kind: cannot load 'nosuchpackage_xyz.worlds:World': ModuleNotFoundError: No module named 'nosuchpackage_xyz'"
     assert not (tmp_path / "runs").exists()  # nothing written
