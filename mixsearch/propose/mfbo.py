@@ -55,6 +55,7 @@ from mixsearch.propose.surrogate import (
     check_weight_transform,
     fit_surrogate,
 )
+from mixsearch.propose.target_check import check_due
 from mixsearch.study import Rung
 
 ACQUISITIONS = ("gibbon", "mes")
@@ -211,6 +212,12 @@ class MultiFidelityBO:
         fit_maxiter: L-BFGS-B iterations for the hyperparameters.
         cost_model: Per-rung costs overriding ``rung.run_cost`` (mapping or callable).
         recommend_kappa: The recommendation maximises ``mean - kappa * std`` at the target.
+        proxy_allowance: Off (None) by default. When set, the cheap rungs may spend this
+            many target-run costs per target trial before the next proposal is a check at the
+            target, the acquisition's best target run (see
+            :mod:`mixsearch.propose.target_check`): a hedge that guarantees target evidence in
+            proportion to proxy spend. On the weak-proxy world it did not help with the
+            default kernel (docs/BENCHMARKS.md), so it is not the default.
         law_prior: Use the joint law of mixture and scale, refitted on the trials at each
             ask, as the Surrogate's prior mean (the GP models its residuals). It applies
             when every rung has N and D, the objective is a loss, and the trials span two
@@ -231,6 +238,7 @@ class MultiFidelityBO:
     fit_maxiter: int = 200
     cost_model: CostModel = None
     recommend_kappa: float = 0.0
+    proxy_allowance: float | None = None
     law_prior: bool = True
 
     def __post_init__(self) -> None:
@@ -242,6 +250,8 @@ class MultiFidelityBO:
             raise ValueError(f"n_init: must be >= 2, got {self.n_init!r}")
         if self.init_target < 0:
             raise ValueError(f"init_target: must be >= 0, got {self.init_target!r}")
+        if self.proxy_allowance is not None and not self.proxy_allowance > 0:
+            raise ValueError(f"proxy_allowance: must be a positive number of target-run costs or None, got {self.proxy_allowance!r}")
         _require_positive(self, "raw_samples", "num_restarts", "num_mv_samples", "num_fantasies", "candidate_set_size", "maxiter", "fit_maxiter")
 
     # -- shared pieces ------------------------------------------------------
@@ -273,7 +283,9 @@ class MultiFidelityBO:
         law = fit_law_prior(obs.weights, obs.objective, obs.rungs, scales)
         return None if law is None else LawPrior(law, enc, scales)
 
-    def _acquisition(self, model: CachedPosteriorGP, enc: FidelityEncoder, ctx: ProposalContext, mixtures: np.ndarray) -> AcquisitionFunction:
+    def _acquisition(
+        self, model: CachedPosteriorGP, enc: FidelityEncoder, ctx: ProposalContext, mixtures: np.ndarray, chosen: list[Candidate]
+    ) -> AcquisitionFunction:
         k = ctx.space.dim
         target = {k + i: float(v) for i, v in enumerate(enc.target_features)}
 
@@ -291,7 +303,8 @@ class MultiFidelityBO:
             cost_aware_utility=utility,
             project=project,
         )
-        acq.set_X_pending(pending_inputs(ctx, enc))
+        pending = [p for p in (pending_inputs(ctx, enc), _as_inputs(chosen, enc)) if p is not None]
+        acq.set_X_pending(torch.cat(pending) if pending else None)
         return acq
 
     def _n_init(self, ctx: ProposalContext) -> int:
@@ -312,29 +325,58 @@ class MultiFidelityBO:
             return initial_design(ctx, enc, q, n_init, self.init_target, rng)
         with manual_seed(ctx.seed):
             model = self._fit(obs, enc, ctx)
+            checks = self._target_check(ctx, enc, model, obs, rng) if check_due(ctx, enc, self.proxy_allowance) else []
+            if len(checks) == q:
+                return checks
             if ctx.pool is not None:
-                return self._propose_pool(ctx, enc, model, q)
-            return self._propose_continuous(ctx, enc, model, obs, q, rng)
+                return checks + self._propose_pool(ctx, enc, model, q - len(checks), checks)
+            return checks + self._propose_continuous(ctx, enc, model, obs, q - len(checks), rng, checks)
 
-    def _propose_pool(self, ctx: ProposalContext, enc: FidelityEncoder, model: CachedPosteriorGP, q: int) -> list[Candidate]:
+    def _target_check(self, ctx: ProposalContext, enc: FidelityEncoder, model: CachedPosteriorGP, obs: Observations, rng: np.random.Generator) -> list[Candidate]:
+        """One run at the target: the acquisition's best target run (none when the pool has none left).
+
+        The acquisition, not the posterior mean, picks it: a check where the proxies already
+        put the optimum tells the Surrogate little about where they disagree with the target.
+        """
+        if ctx.pool is not None:
+            return self._propose_pool(ctx, enc, model, 1, [], rungs=(enc.target,))
+        return self._propose_continuous(ctx, enc, model, obs, 1, rng, [], rungs=(enc.target,))
+
+    def _propose_pool(
+        self, ctx: ProposalContext, enc: FidelityEncoder, model: CachedPosteriorGP, q: int, chosen: list[Candidate], rungs: tuple[str, ...] | None = None
+    ) -> list[Candidate]:
         assert ctx.pool is not None
-        weights, rungs, _ = free_entries(ctx, enc.runnable)
+        weights, rungs, _ = free_entries(ctx, rungs or enc.runnable)
+        keep = [i for i, (w, r) in enumerate(zip(weights, rungs)) if not _among(w, r, chosen)]
+        weights, rungs = weights[keep], [rungs[i] for i in keep]
         if len(weights) == 0:
             return []
         mixtures = np.unique(np.round(ctx.pool.weights, 6), axis=0)
-        acq = self._acquisition(model, enc, ctx, mixtures)
+        acq = self._acquisition(model, enc, ctx, mixtures, chosen)
         choices = as_inputs(weights, enc.encode(rungs))
         picked = pool_batch(acq, choices, q)
         return as_candidates(weights[picked], [rungs[i] for i in picked], ctx.trial_seed)
 
     def _propose_continuous(
-        self, ctx: ProposalContext, enc: FidelityEncoder, model: CachedPosteriorGP, obs: Observations, q: int, rng: np.random.Generator
+        self,
+        ctx: ProposalContext,
+        enc: FidelityEncoder,
+        model: CachedPosteriorGP,
+        obs: Observations,
+        q: int,
+        rng: np.random.Generator,
+        chosen: list[Candidate],
+        rungs: tuple[str, ...] | None = None,
     ) -> list[Candidate]:
         mixtures = np.concatenate([simplex.sample(self.candidate_set_size, ctx.space, rng), obs.weights])
-        acq = self._acquisition(model, enc, ctx, mixtures)
+        acq = self._acquisition(model, enc, ctx, mixtures, chosen)
         anchors = obs.weights[np.argsort(obs.objective)[:8]]
         raw = raw_mixtures(ctx.space, self.raw_samples, rng, anchors)
-        picks = greedy_batch(acq, ctx.space, enc, enc.runnable, q, raw, self.num_restarts, self.maxiter, known=known_trial_test(ctx))
+        known = known_trial_test(ctx)
+        picks = greedy_batch(
+            acq, ctx.space, enc, rungs or enc.runnable, q, raw, self.num_restarts, self.maxiter,
+            known=lambda w, r: known(w, r) or _among(simplex.project(w, ctx.space), r, chosen),
+        )
         return as_candidates([simplex.project(w, ctx.space) for w, _ in picks], [r for _, r in picks], ctx.trial_seed)
 
     def recommend(self, ctx: ProposalContext) -> Recommendation | None:
@@ -352,6 +394,18 @@ class MultiFidelityBO:
         return Recommendation(
             tuple(float(x) for x in w), -mean, std, enc.target, extra={"n_fit": obs.n, "proposer": "mfbo"}, basis="surrogate"
         )
+
+
+def _among(weights: np.ndarray, rung: str, chosen: list[Candidate]) -> bool:
+    """Whether (``weights`` [K], ``rung``) is one of the candidates already ``chosen`` this ask."""
+    return any(c.rung == rung and np.allclose(weights, c.weights, atol=1e-6) for c in chosen)
+
+
+def _as_inputs(chosen: list[Candidate], enc: FidelityEncoder) -> torch.Tensor | None:
+    """``[c, K + S]`` inputs of candidates chosen this ask (None when there are none)."""
+    if not chosen:
+        return None
+    return as_inputs(np.array([c.weights for c in chosen], dtype=float), enc.encode([c.rung for c in chosen]))
 
 
 def _recommendation_candidates(ctx: ProposalContext, obs: Observations, rung: str) -> tuple[np.ndarray, bool]:
