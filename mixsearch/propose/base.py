@@ -202,7 +202,7 @@ BUILTIN = {
     "uniform": "mixsearch.propose.baselines:UniformStratified",
     "centre-random": "mixsearch.propose.baselines:CentreThenRandom",
     "mfbo": "mixsearch.propose.mfbo:MultiFidelityBO",
-    "gp": "mixsearch.propose.mfbo:SingleFidelityBO",
+    "gp": "mixsearch.propose.gp:SingleFidelityBO",
     "regmix": "mixsearch.propose.regmix:RegMix",
     "optuna-tpe": "mixsearch.propose.external:OptunaTPE",
     "optuna-gp": "mixsearch.propose.external:OptunaGP",
@@ -294,3 +294,10 @@ def refuse_unused_options(proposer: Any, names: Sequence[str], pool: bool) -> No
 def as_candidates(weights: Sequence[Sequence[float]], rungs: Sequence[str], seed: int) -> list[Candidate]:
     """Candidates from parallel lists of mixtures and rung names."""
     return [Candidate(tuple(float(x) for x in w), r, seed) for w, r in zip(weights, rungs)]
+
+
+def require_positive(options: object, *names: str) -> None:
+    """Raise a ValueError naming the first of ``names`` whose value on ``options`` is below 1."""
+    for name in names:
+        if int(getattr(options, name)) < 1:
+            raise ValueError(f"{name}: must be >= 1, got {getattr(options, name)!r}")

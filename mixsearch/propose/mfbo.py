@@ -1,4 +1,4 @@
-"""Bayesian-optimisation proposers over the mixture simplex.
+"""Multi-fidelity Bayesian optimisation over the mixture simplex.
 
 :class:`MultiFidelityBO` fits one Surrogate over (mixture, fidelity) to every
 finished trial and picks (mixture, rung) pairs by a cost-aware multi-fidelity
@@ -7,10 +7,10 @@ per unit of cost (MF-GIBBON by default, in the manner of ADMIRE-BayesOpt). Cheap
 rungs are chosen while they are informative about the target; the target (when it
 is runnable) once only it can settle the question.
 
-:class:`SingleFidelityBO` is the classic peer: a GP at one rung with qLogNEI.
-
-Both are stateless: each call refits from the context and draws all randomness
-from ``ctx.seed``, so the same context gives the same proposals.
+It is stateless: each call refits from the context and draws all randomness from
+``ctx.seed``, so the same context gives the same proposals. Its peer at one rung is
+:class:`~mixsearch.propose.gp.SingleFidelityBO`; both read the history through
+:mod:`mixsearch.propose.observations` and start from :mod:`mixsearch.propose.design`.
 """
 
 from __future__ import annotations
@@ -22,13 +22,11 @@ import numpy as np
 import torch
 from botorch.acquisition import AcquisitionFunction
 from botorch.acquisition.cost_aware import InverseCostWeightedUtility
-from botorch.acquisition.logei import qLogNoisyExpectedImprovement
 from botorch.acquisition.max_value_entropy_search import (
     qMultiFidelityLowerBoundMaxValueEntropy,
     qMultiFidelityMaxValueEntropy,
 )
 from botorch.acquisition.utils import project_to_target_fidelity
-from botorch.sampling import SobolQMCNormalSampler
 from botorch.utils.sampling import manual_seed
 from torch import Tensor
 
@@ -45,9 +43,17 @@ from mixsearch.propose.base import (
     Recommendation,
     as_candidates,
     refuse_unused_options,
+    require_positive,
 )
+from mixsearch.propose.design import initial_design
 from mixsearch.propose.fidelity import DTYPE, FidelityEncoder, as_inputs
 from mixsearch.propose.law_prior import LawPrior, fit_law_prior, rung_scales
+from mixsearch.propose.observations import (
+    Observations,
+    finite_observations,
+    observed_recommendation,
+    recommendation_candidates,
+)
 from mixsearch.propose.pool import free_entries, known_trial_test
 from mixsearch.propose.posterior import CachedPosteriorGP
 from mixsearch.propose.surrogate import (
@@ -59,113 +65,6 @@ from mixsearch.propose.target_check import check_due
 from mixsearch.study import Rung
 
 ACQUISITIONS = ("gibbon", "mes")
-
-
-# ---------------------------------------------------------------------------
-# What the history holds
-
-
-@dataclass(frozen=True)
-class Observations:
-    """Finished trials with finite objectives, as model inputs.
-
-    Attributes:
-        weights: ``[n, K]`` mixtures.
-        rungs: ``[n]`` rung names.
-        objective: ``[n]`` objective values (smaller is better).
-    """
-
-    weights: np.ndarray
-    rungs: tuple[str, ...]
-    objective: np.ndarray
-
-    @property
-    def n(self) -> int:
-        return int(self.weights.shape[0])
-
-
-def finite_observations(ctx: ProposalContext, known_rungs: tuple[str, ...] | None = None) -> Observations:
-    """The finished trials a model may be fitted on: NaN or infinite objectives dropped.
-
-    Args:
-        ctx: The proposal context.
-        known_rungs: When given, trials at any other rung raise.
-
-    Raises:
-        ValueError: a trial at a rung outside ``known_rungs``.
-    """
-    h = ctx.history
-    y = np.asarray(h.objective, dtype=float).reshape(-1)
-    keep = np.isfinite(y)
-    if h.weights.size:
-        keep &= np.isfinite(h.weights).all(axis=1)
-    rungs = tuple(r for r, k in zip(h.rungs, keep) if k)
-    if known_rungs is not None:
-        for r in rungs:
-            if r not in known_rungs:
-                raise ValueError(f"history.rungs: trial at rung {r!r}, which is not in the ladder {list(known_rungs)}")
-    return Observations(np.asarray(h.weights, dtype=float)[keep].reshape(-1, ctx.space.dim), rungs, y[keep])
-
-
-# ---------------------------------------------------------------------------
-# Space-filling initial design
-
-
-def maximin(raw: np.ndarray, seen: np.ndarray, k: int, rng: np.random.Generator) -> list[int]:
-    """Greedy maximin: ``k`` rows of ``raw`` ``[M, K]`` far from ``seen`` ``[m, K]`` and each other.
-
-    With nothing seen the first pick is a random row, so designs differ across seeds.
-    """
-    chosen: list[int] = []
-    if len(raw) == 0:
-        return chosen
-    d = np.linalg.norm(raw[:, None, :] - seen[None, :, :], axis=2).min(axis=1) if len(seen) else None
-    for _ in range(min(k, len(raw))):
-        if d is None:
-            i = int(rng.integers(len(raw)))
-        else:
-            masked = d.copy()
-            masked[chosen] = -np.inf
-            i = int(np.argmax(masked))
-        chosen.append(i)
-        di = np.linalg.norm(raw - raw[i], axis=1)
-        d = di if d is None else np.minimum(d, di)
-    return chosen
-
-
-def initial_design(
-    ctx: ProposalContext, enc: FidelityEncoder, q: int, n_init: int, init_target: int, rng: np.random.Generator, n_raw: int = 2048
-) -> list[Candidate]:
-    """Space-filling mixtures spread over the cheap rungs, plus a few at a runnable target.
-
-    Slot ``j`` of the design (``j`` counts every trial in the ledger) runs at the
-    target when the target is runnable and ``j`` is among the last ``init_target``
-    of the ``n_init`` slots; otherwise at the cheap rungs in turn, cheapest first.
-    Mixtures are chosen by greedy maximin among the pool (pool mode) or many feasible
-    draws, away from every mixture already in the ledger.
-    """
-    h = ctx.history
-    failed = h.failed_weights if h.failed_weights is not None else np.zeros((0, ctx.space.dim))
-    seen = np.concatenate([h.weights, h.pending_weights, failed], axis=0).reshape(-1, ctx.space.dim)
-    start = len(h.rungs) + len(h.pending_rungs) + len(h.failed_rungs)
-    cheap = sorted((r for r in enc.runnable if r != enc.target), key=lambda r: enc.costs[r]) or [enc.target]
-    slots = []
-    for j in range(start, start + q):
-        to_target = enc.target_runnable and cheap != [enc.target] and n_init - init_target <= j < n_init
-        slots.append(enc.target if to_target else cheap[j % len(cheap)])
-    out_w: list[np.ndarray] = []
-    out_r: list[str] = []
-    for rung in dict.fromkeys(slots):
-        k = slots.count(rung)
-        if ctx.pool is not None:
-            raw, _, _ = free_entries(ctx, rung)
-        else:
-            raw = simplex.sample(n_raw, ctx.space, rng)
-        ref = np.concatenate([seen, np.array(out_w).reshape(-1, ctx.space.dim)], axis=0)
-        for i in maximin(raw, ref, k, rng):
-            out_w.append(raw[i])
-            out_r.append(rung)
-    return as_candidates(out_w, out_r, ctx.trial_seed)
 
 
 def pending_inputs(ctx: ProposalContext, enc: FidelityEncoder) -> Tensor | None:
@@ -252,7 +151,7 @@ class MultiFidelityBO:
             raise ValueError(f"init_target: must be >= 0, got {self.init_target!r}")
         if self.proxy_allowance is not None and not self.proxy_allowance > 0:
             raise ValueError(f"proxy_allowance: must be a positive number of target-run costs or None, got {self.proxy_allowance!r}")
-        _require_positive(self, "raw_samples", "num_restarts", "num_mv_samples", "num_fantasies", "candidate_set_size", "maxiter", "fit_maxiter")
+        require_positive(self, "raw_samples", "num_restarts", "num_mv_samples", "num_fantasies", "candidate_set_size", "maxiter", "fit_maxiter")
 
     # -- shared pieces ------------------------------------------------------
 
@@ -386,10 +285,10 @@ class MultiFidelityBO:
         if obs.n == 0:
             return None
         if obs.n < 2 or len(set(obs.objective.tolist())) < 2:
-            return _observed_recommendation(obs, enc.target)
+            return observed_recommendation(obs, enc.target)
         with manual_seed(ctx.seed):
             model = self._fit(obs, enc, ctx)
-            candidates, optimise = _recommendation_candidates(ctx, obs, enc.target)
+            candidates, optimise = recommendation_candidates(ctx, obs, enc.target)
             w, mean, std = best_posterior_mean(model, ctx.space, enc.target_features, candidates, optimise, self.recommend_kappa)
         return Recommendation(
             tuple(float(x) for x in w), -mean, std, enc.target, extra={"n_fit": obs.n, "proposer": "mfbo"}, basis="surrogate"
@@ -406,141 +305,3 @@ def _as_inputs(chosen: list[Candidate], enc: FidelityEncoder) -> torch.Tensor | 
     if not chosen:
         return None
     return as_inputs(np.array([c.weights for c in chosen], dtype=float), enc.encode([c.rung for c in chosen]))
-
-
-def _recommendation_candidates(ctx: ProposalContext, obs: Observations, rung: str) -> tuple[np.ndarray, bool]:
-    """Mixtures a recommendation may pick, and whether to optimise beyond them.
-
-    Pool mode: the pool mixtures that exist at ``rung`` (all pool mixtures when none
-    does). Continuous mode: every observed mixture, then optimised over the simplex.
-    """
-    if ctx.pool is not None:
-        at = np.array([r == rung for r in ctx.pool.rungs], dtype=bool)
-        w = ctx.pool.weights[at] if at.any() else ctx.pool.weights
-        return np.unique(np.round(w, 6), axis=0), False
-    return np.unique(np.round(obs.weights, 6), axis=0), True
-
-
-def _observed_recommendation(obs: Observations, rung: str) -> Recommendation:
-    i = int(np.argmin(obs.objective))
-    return Recommendation(tuple(float(x) for x in obs.weights[i]), float(obs.objective[i]), None, obs.rungs[i], basis="observed")
-
-
-@dataclass
-class SingleFidelityBO:
-    """The classic peer: a GP over mixtures at one rung, batches by qLogNEI.
-
-    Args:
-        rung: Rung to run at; default the target when runnable, else the costliest rung.
-        n_init: Trials at that rung before the GP is used; default ``K + 1``.
-        weight_transform: ``"identity"`` or ``"log"`` weights in the kernel.
-        raw_samples: Feasible draws scored to pick optimiser starts.
-        num_restarts: SLSQP starts per batch slot.
-        mc_samples: QMC samples for qLogNEI.
-        maxiter: SLSQP iterations per start.
-        fit_maxiter: L-BFGS-B iterations for the hyperparameters.
-    """
-
-    rung: str | None = None
-    n_init: int | None = None
-    weight_transform: str = "identity"
-    raw_samples: int = 256
-    num_restarts: int = 4
-    mc_samples: int = 128
-    maxiter: int = 60
-    fit_maxiter: int = 200
-
-    def __post_init__(self) -> None:
-        check_weight_transform(self.weight_transform)
-        _require_positive(self, "raw_samples", "num_restarts", "mc_samples", "maxiter", "fit_maxiter")
-
-    def surrogate_settings(self) -> dict[str, object]:
-        """The Surrogate this proposer fits (a single-rung GP has no fidelity kernel)."""
-        return {"kind": "ar", "weight_transform": self.weight_transform, "maxiter": self.fit_maxiter}
-
-    def _rung(self, ctx: ProposalContext) -> str:
-        names = [r.name for r in ctx.ladder.rungs]
-        if self.rung is not None:
-            if self.rung not in names:
-                raise ValueError(f"rung: {self.rung!r} is not a runnable rung; runnable: {names}")
-            return self.rung
-        if ctx.ladder.target.name in names:
-            return ctx.ladder.target.name
-        return max(ctx.ladder.rungs, key=lambda r: r.run_cost).name
-
-    def _data(self, ctx: ProposalContext, rung: str) -> tuple[np.ndarray, np.ndarray]:
-        obs = finite_observations(ctx)
-        at = np.array([r == rung for r in obs.rungs], dtype=bool)
-        return obs.weights[at].reshape(-1, ctx.space.dim), obs.objective[at]
-
-    def _fit(self, w: np.ndarray, y: np.ndarray) -> CachedPosteriorGP:
-        X = torch.tensor(w, dtype=DTYPE)
-        Y = torch.tensor(-y, dtype=DTYPE).unsqueeze(-1)
-        gp = fit_surrogate(X, Y, w.shape[1], weight_transform=self.weight_transform, maxiter=self.fit_maxiter)
-        return CachedPosteriorGP(gp, X)
-
-    def check_mode(self, pool: bool) -> None:
-        """Refuse options that do nothing when candidates come from a pool (raw_samples, num_restarts, maxiter)."""
-        refuse_unused_options(self, ('raw_samples', 'num_restarts', 'maxiter'), pool)
-    def propose(self, ctx: ProposalContext, q: int) -> list[Candidate]:
-        """``q`` mixtures at the rung; fewer only when a pool runs out."""
-        rung = self._rung(ctx)
-        w, y = self._data(ctx, rung)
-        rng = ctx.rng()
-        n_init = self.n_init if self.n_init is not None else ctx.space.dim + 1
-        enc = _single_rung_encoder(rung)
-        if len(y) < n_init or len(set(y.tolist())) < 2:
-            return initial_design(ctx, enc, q, n_init, 0, rng)
-        h = ctx.history
-        pend = [i for i, r in enumerate(h.pending_rungs) if r == rung]
-        with manual_seed(ctx.seed):
-            model = self._fit(w, y)
-            acq = qLogNoisyExpectedImprovement(
-                model,
-                X_baseline=torch.tensor(w, dtype=DTYPE),
-                sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples]), seed=ctx.seed),
-                X_pending=torch.tensor(h.pending_weights[pend], dtype=DTYPE) if pend else None,
-                prune_baseline=True,
-                cache_root=False,
-            )
-            if ctx.pool is not None:
-                weights, _, _ = free_entries(ctx, rung)
-                if len(weights) == 0:
-                    return []
-                picked = pool_batch(acq, torch.tensor(weights, dtype=DTYPE), q)
-                return as_candidates(weights[picked], [rung] * len(picked), ctx.trial_seed)
-            raw = raw_mixtures(ctx.space, self.raw_samples, rng, w[np.argsort(y)[:8]])
-            known = known_trial_test(ctx)
-            picks = greedy_batch(acq, ctx.space, _ZERO_FID, ("_",), q, raw, self.num_restarts, self.maxiter, known=lambda w, _: known(w, rung))
-        return as_candidates([simplex.project(p, ctx.space) for p, _ in picks], [rung] * len(picks), ctx.trial_seed)
-
-    def recommend(self, ctx: ProposalContext) -> Recommendation | None:
-        """The pool or observed mixture with the best posterior mean at the rung, with its std."""
-        rung = self._rung(ctx)
-        w, y = self._data(ctx, rung)
-        if len(y) == 0:
-            return None
-        if len(y) < 2 or len(set(y.tolist())) < 2:
-            i = int(np.argmin(y))
-            return Recommendation(tuple(float(x) for x in w[i]), float(y[i]), None, rung, basis="observed")
-        with manual_seed(ctx.seed):
-            model = self._fit(w, y)
-            obs = Observations(w, (rung,) * len(y), y)
-            candidates, optimise = _recommendation_candidates(ctx, obs, rung)
-            best, mean, std = best_posterior_mean(model, ctx.space, np.zeros(0), candidates, optimise)
-        return Recommendation(tuple(float(x) for x in best), -mean, std, rung, extra={"n_fit": len(y), "proposer": "gp"}, basis="surrogate")
-
-
-def _require_positive(options: object, *names: str) -> None:
-    """Raise a ValueError naming the first of ``names`` whose value on ``options`` is below 1."""
-    for name in names:
-        if int(getattr(options, name)) < 1:
-            raise ValueError(f"{name}: must be >= 1, got {getattr(options, name)!r}")
-
-
-def _single_rung_encoder(rung: str) -> FidelityEncoder:
-    return FidelityEncoder((rung,), np.ones((1, 1)), {rung: 1.0}, rung, True)
-
-
-# A zero-feature encoder lets the simplex helpers optimise over weights alone.
-_ZERO_FID = FidelityEncoder(("_",), np.zeros((1, 0)), {"_": 1.0}, "_", True)

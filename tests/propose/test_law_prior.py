@@ -76,7 +76,7 @@ def test_with_the_prior_the_surrogate_at_the_target_follows_the_law():
     for on in (True, False):
         bo = MultiFidelityBO(law_prior=on, fit_maxiter=80)
         enc = bo._encoder(ctx)
-        from mixsearch.propose.mfbo import finite_observations
+        from mixsearch.propose.observations import finite_observations
 
         model = bo._fit(finite_observations(ctx, enc.names), enc, ctx)
         X = as_inputs(mix, np.repeat(enc.target_features[None, :], 20, axis=0))

@@ -1,4 +1,4 @@
-"""The BO proposers: MultiFidelityBO and SingleFidelityBO.
+"""MultiFidelityBO, and what it shares with SingleFidelityBO (bounds, seeds, pending trials, pools).
 
 Small problems, few raw samples and restarts, so each test runs in seconds.
 """
@@ -10,56 +10,16 @@ import pytest
 
 from mixsearch.candidate import canonical_weights
 from mixsearch import simplex
-from mixsearch.propose.base import History, Pool, ProposalContext, make_proposer
-from mixsearch.propose.mfbo import MultiFidelityBO, SingleFidelityBO, initial_design
-from mixsearch.propose.fidelity import FidelityEncoder
-from mixsearch.study import FidelityLadder, ProposerSpec, Rung, SearchSpace
+from mixsearch.propose.base import History, Pool, make_proposer
+from mixsearch.propose.gp import SingleFidelityBO
+from mixsearch.propose.mfbo import MultiFidelityBO
+from mixsearch.study import SearchSpace
 
-FAST = dict(raw_samples=48, num_restarts=2, maxiter=30, fit_maxiter=40, candidate_set_size=128, num_mv_samples=8)
-SPACE3 = SearchSpace(("a", "b", "c"))
-PROXY = FidelityLadder(
-    (Rung("s", n_params=1_000_000, tokens=20_000_000), Rung("m", n_params=4_000_000, tokens=80_000_000)),
-    Rung("T", n_params=32_000_000, tokens=640_000_000),
-)
-TABLE = FidelityLadder((Rung("cheap", cost=1.0), Rung("big", cost=16.0)), Rung("big", cost=16.0))
-OPTIMUM = np.array([0.6, 0.3, 0.1])
+from .bowl import FAST, OPTIMUM, PROXY, SPACE3, TABLE, ctx, feasible, history, random_history
 
 
-def bowl(w: np.ndarray, rung: str) -> float:
-    """A quadratic bowl with its minimiser at OPTIMUM; larger rungs sit lower."""
-    offset = {"s": 1.0, "m": 0.5, "T": 0.0, "cheap": 1.0, "big": 0.0}[rung]
-    w = np.asarray(w, dtype=float)
-    centre = np.resize(OPTIMUM, len(w)) / np.resize(OPTIMUM, len(w)).sum()
-    return float(4.0 * ((w - centre) ** 2).sum() + 2.0 + offset)
-
-
-def history(weights, rungs, objective=None, pending=(), pending_rungs=()) -> History:
-    w = np.asarray(weights, dtype=float).reshape(len(rungs), -1)
-    y = np.array([bowl(x, r) for x, r in zip(w, rungs)]) if objective is None else np.asarray(objective, dtype=float)
-    k = w.shape[1]
-    return History(w, tuple(rungs), y, np.asarray(pending, dtype=float).reshape(-1, k), tuple(pending_rungs))
-
-
-def random_history(space: SearchSpace, ladder: FidelityLadder, n: int, seed: int) -> History:
-    rng = np.random.default_rng(seed)
-    w = simplex.sample(n, space, rng)
-    names = ladder.names
-    return history(w, [names[i % len(names)] for i in range(n)])
-
-
-def ctx(space, ladder, h, seed=0, pool=None) -> ProposalContext:
-    return ProposalContext(space, ladder, h, seed, pool)
-
-
-def feasible(w, space: SearchSpace, tol: float = 1e-6) -> bool:
-    lo, hi = simplex.bounds_arrays(space)
-    w = np.asarray(w)
-    return bool(np.all(w >= -tol) and np.all(w >= lo - tol) and np.all(w <= hi + tol) and abs(w.sum() - 1) <= tol)
-
-
-def test_builtin_names_resolve():
+def test_the_builtin_name_resolves():
     assert isinstance(make_proposer("mfbo"), MultiFidelityBO)
-    assert isinstance(make_proposer(ProposerSpec("gp", options={"n_init": 3})), SingleFidelityBO)
 
 
 def test_bad_options_are_named():
@@ -73,45 +33,6 @@ def test_bad_options_are_named():
         MultiFidelityBO(kernel="matern")
     with pytest.raises(ValueError, match="weight_transform"):
         MultiFidelityBO(weight_transform="sqrt")
-    with pytest.raises(ValueError, match="weight_transform"):
-        SingleFidelityBO(weight_transform="sqrt")
-    with pytest.raises(ValueError, match="fit_maxiter"):
-        SingleFidelityBO(fit_maxiter=0)
-    with pytest.raises(ValueError, match="rung"):
-        SingleFidelityBO(rung="nope").propose(ctx(SPACE3, TABLE, random_history(SPACE3, TABLE, 4, 0)), 1)
-
-
-def test_initial_design_spreads_over_cheap_rungs_and_adds_a_target_run():
-    enc = FidelityEncoder.from_ladder(TABLE)
-    c = initial_design(ctx(SPACE3, TABLE, History.empty(3), seed=3), enc, 6, n_init=6, init_target=1, rng=np.random.default_rng(3))
-    assert [x.rung for x in c] == ["cheap"] * 5 + ["big"]
-    w = np.array([x.weights for x in c])
-    assert all(feasible(x, SPACE3) for x in w)
-    d = np.linalg.norm(w[:, None] - w[None], axis=2) + np.eye(len(w))
-    assert d.min() > 0.1  # space-filling, not clumped
-    again = initial_design(ctx(SPACE3, TABLE, History.empty(3), seed=3), enc, 6, 6, 1, np.random.default_rng(3))
-    assert again == c
-    # A proxy ladder's target is not runnable: every initial trial runs at a proxy rung.
-    enc = FidelityEncoder.from_ladder(PROXY)
-    c = initial_design(ctx(SPACE3, PROXY, History.empty(3)), enc, 4, 4, 1, np.random.default_rng(0))
-    assert {x.rung for x in c} == {"s", "m"}
-
-
-def test_gp_recovers_the_optimum_of_a_bowl_on_the_simplex():
-    """Single-fidelity GP, a few asks of q = 3 on a 3-domain quadratic bowl."""
-    ladder = FidelityLadder((Rung("T", n_params=1, tokens=1),), Rung("T", n_params=1, tokens=1))
-    gp = SingleFidelityBO(n_init=6, raw_samples=64, num_restarts=2, maxiter=40, fit_maxiter=60)
-    h = History.empty(3)
-    for ask in range(5):
-        cands = gp.propose(ctx(SPACE3, ladder, h, seed=ask), 3)
-        assert len(cands) == 3
-        w = np.concatenate([h.weights, [c.weights for c in cands]])
-        h = history(w, ["T"] * len(w))
-    rec = gp.recommend(ctx(SPACE3, ladder, h))
-    assert rec is not None and rec.rung == "T" and rec.std is not None
-    assert np.abs(np.array(rec.weights) - OPTIMUM).max() < 0.1
-    assert rec.predicted == pytest.approx(2.0, abs=0.05)
-    assert h.objective.min() < 2.0 + 4 * 0.05**2 * 3  # it sampled near the optimum too
 
 
 def test_mfbo_recovers_the_optimum_at_an_unobserved_target():
