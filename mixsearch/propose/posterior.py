@@ -23,6 +23,8 @@ from gpytorch.kernels import AdditiveKernel, ProductKernel, RBFKernel, ScaleKern
 from linear_operator import to_linear_operator
 from torch import Tensor
 
+from mixsearch.propose.surrogate import GapAmplitudeKernel
+
 KernelFn = Callable[[Tensor, Tensor], Tensor]
 
 
@@ -40,7 +42,7 @@ def compile_kernel(kernel: gpytorch.kernels.Kernel) -> KernelFn:
     GPyTorch's kernel objects spend most of their time on bookkeeping when called
     thousands of times on a few points (as an acquisition optimiser does); the
     compiled function does only the arithmetic. Supports RBF, Matern, Scale,
-    Product, Additive and BoTorch's Downsampling kernels with ``active_dims``;
+    Product, Additive, BoTorch's Downsampling and the gap-amplitude kernels with ``active_dims``;
     anything else is called through GPyTorch.
 
     Returns:
@@ -78,6 +80,9 @@ def compile_kernel(kernel: gpytorch.kernels.Kernel) -> KernelFn:
         offset = kernel.offset.detach().clone().reshape(-1)
         power = 1 + kernel.power.detach().clone().reshape(-1)
         return lambda a, b: offset + (1 - select(a)).pow(power) @ (1 - select(b)).transpose(-1, -2).pow(power)
+    if isinstance(kernel, GapAmplitudeKernel):
+        p = kernel.power.detach().clone().reshape(-1)
+        return lambda a, b: GapAmplitudeKernel.amplitude(select(a), p) @ GapAmplitudeKernel.amplitude(select(b), p).transpose(-1, -2)
     # The kernel applies its own active_dims when called.
     return lambda a, b: kernel(a, b).to_dense()
 

@@ -25,7 +25,7 @@ def test_compiled_kernel_equals_gpytorch(kind):
     torch.testing.assert_close(compile_kernel(kern)(a, b), kern(a, b).to_dense(), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("kind,transform", [("ar", "log"), ("product", "identity"), ("downsampling", "log")])
+@pytest.mark.parametrize("kind,transform", [("ar", "log"), ("ar-power", "log"), ("product", "identity"), ("downsampling", "log")])
 def test_cached_posterior_matches_the_exact_gp(kind, transform):
     enc = FidelityEncoder.from_ladder(PROXY)
     X, Y = gp_data(24, 4, ("s", "m"), enc)
