@@ -117,10 +117,14 @@ class MultiFidelityBO:
             :mod:`mixsearch.propose.target_check`): a hedge that guarantees target evidence in
             proportion to proxy spend. On the weak-proxy world it did not help with the
             default kernel (docs/BENCHMARKS.md), so it is not the default.
-        law_prior: Use the joint law of mixture and scale, refitted on the trials at each
-            ask, as the Surrogate's prior mean (the GP models its residuals). It applies
-            when every rung has N and D, the objective is a loss, and the trials span two
-            or more (N, D); otherwise the Surrogate has its usual mean.
+        law_prior: Off by default. When on, the joint law of mixture and scale, refitted
+            on the trials at each ask, is the Surrogate's prior mean (the GP models its
+            residuals). It applies when every rung has N and D, the objective is a loss,
+            and the trials span two or more (N, D); otherwise the Surrogate has its usual
+            mean. Measured side by side it did not win (a tie on the RegMix table, slower
+            to 5 % on the synthetic pool, slower to 5 % and 1 % on the continuous world)
+            and made each proposal 3-7x slower (docs/BENCHMARKS.md). The answer at the
+            target comes from the joint law either way (:mod:`mixsearch.answer`).
     """
 
     n_init: int | None = None
@@ -138,7 +142,7 @@ class MultiFidelityBO:
     cost_model: CostModel = None
     recommend_kappa: float = 0.0
     proxy_allowance: float | None = None
-    law_prior: bool = True
+    law_prior: bool = False
 
     def __post_init__(self) -> None:
         if self.acquisition not in ACQUISITIONS:
