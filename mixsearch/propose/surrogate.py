@@ -126,6 +126,9 @@ class FidelityLinearMean(gpytorch.means.Mean):
         return self.constant + x[..., self.fidelity_dims] @ self.slopes
 
 
+POWER_FLOOR = 1e-2
+
+
 class GapAmplitudeKernel(gpytorch.kernels.Kernel):
     """``k(s, s') = b(s) b(s')`` with ``b(s) = (1 - s)^p`` on one fidelity feature, ``p > 0`` learned.
 
@@ -142,7 +145,9 @@ class GapAmplitudeKernel(gpytorch.kernels.Kernel):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.register_parameter("raw_power", torch.nn.Parameter(torch.zeros(*self.batch_shape, 1)))
-        self.register_constraint("raw_power", gpytorch.constraints.Positive())
+        # Bounded away from 0: a line search's long step can underflow a plain softplus to
+        # exactly 0, where the log-normal prior is undefined and the fit would stop.
+        self.register_constraint("raw_power", gpytorch.constraints.GreaterThan(POWER_FLOOR))
         self.register_prior("power_prior", LogNormalPrior(0.0, 1.0), lambda m: m.power, lambda m, v: m._set_power(v))
 
     @property

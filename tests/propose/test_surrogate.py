@@ -105,3 +105,14 @@ def test_ar_power_learns_a_gap_that_shrinks_slowly_and_predicts_the_target_from_
         mean = model.posterior(at_target).mean.detach().squeeze(-1).numpy()
         errors[kind] = float(np.abs(mean - truth).mean())
     assert errors["ar-power"] < 0.3 * errors["ar"], errors
+
+
+def test_the_gap_power_stays_inside_its_prior_however_far_the_optimiser_steps():
+    from mixsearch.propose.surrogate import POWER_FLOOR, GapAmplitudeKernel
+
+    k = GapAmplitudeKernel(active_dims=[0]).double()
+    with torch.no_grad():
+        k.raw_power.fill_(-1e4)  # a plain softplus underflows to 0 here
+    assert float(k.power) == pytest.approx(POWER_FLOOR, rel=1e-6)
+    _, prior, closure, _ = next(iter(k.named_priors()))
+    assert torch.isfinite(prior.log_prob(closure(k))).all()
