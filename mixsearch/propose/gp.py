@@ -20,7 +20,7 @@ from mixsearch.propose.acqopt import best_posterior_mean, greedy_batch, pool_bat
 from mixsearch.propose.base import ProposalContext, Recommendation, as_candidates, refuse_unused_options, require_positive
 from mixsearch.propose.design import initial_design
 from mixsearch.propose.fidelity import DTYPE, FidelityEncoder
-from mixsearch.propose.observations import Observations, finite_observations, recommendation_candidates
+from mixsearch.propose.observations import Observations, finite_observations, observed_recommendation, recommendation_candidates
 from mixsearch.propose.pool import free_entries, known_trial_test
 from mixsearch.propose.posterior import CachedPosteriorGP
 from mixsearch.propose.surrogate import check_weight_transform, fit_surrogate
@@ -82,6 +82,7 @@ class SingleFidelityBO:
     def check_mode(self, pool: bool) -> None:
         """Refuse options that do nothing when candidates come from a pool (raw_samples, num_restarts, maxiter)."""
         refuse_unused_options(self, ('raw_samples', 'num_restarts', 'maxiter'), pool)
+
     def propose(self, ctx: ProposalContext, q: int) -> list[Candidate]:
         """``q`` mixtures at the rung; fewer only when a pool runs out."""
         rung = self._rung(ctx)
@@ -120,12 +121,11 @@ class SingleFidelityBO:
         w, y = self._data(ctx, rung)
         if len(y) == 0:
             return None
+        obs = Observations(w, (rung,) * len(y), y)
         if len(y) < 2 or len(set(y.tolist())) < 2:
-            i = int(np.argmin(y))
-            return Recommendation(tuple(float(x) for x in w[i]), float(y[i]), None, rung, basis="observed")
+            return observed_recommendation(obs)
         with manual_seed(ctx.seed):
             model = self._fit(w, y)
-            obs = Observations(w, (rung,) * len(y), y)
             candidates, optimise = recommendation_candidates(ctx, obs, rung)
             best, mean, std = best_posterior_mean(model, ctx.space, np.zeros(0), candidates, optimise)
         return Recommendation(tuple(float(x) for x in best), -mean, std, rung, extra={"n_fit": len(y), "proposer": "gp"}, basis="surrogate")

@@ -218,6 +218,7 @@ class MultiFidelityBO:
     def check_mode(self, pool: bool) -> None:
         """Refuse options that do nothing when candidates come from a pool (raw_samples, num_restarts, maxiter, candidate_set_size)."""
         refuse_unused_options(self, ('raw_samples', 'num_restarts', 'maxiter', 'candidate_set_size'), pool)
+
     def propose(self, ctx: ProposalContext, q: int) -> list[Candidate]:
         """``q`` (mixture, rung) candidates; fewer only when a pool runs out."""
         enc = self._encoder(ctx)
@@ -289,7 +290,7 @@ class MultiFidelityBO:
         if obs.n == 0:
             return None
         if obs.n < 2 or len(set(obs.objective.tolist())) < 2:
-            return observed_recommendation(obs, enc.target)
+            return observed_recommendation(obs)
         with manual_seed(ctx.seed):
             model = self._fit(obs, enc, ctx)
             candidates, optimise = recommendation_candidates(ctx, obs, enc.target)

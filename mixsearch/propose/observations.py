@@ -66,7 +66,7 @@ def recommendation_candidates(ctx: ProposalContext, obs: Observations, rung: str
     return np.unique(np.round(obs.weights, 6), axis=0), True
 
 
-def observed_recommendation(obs: Observations, rung: str) -> Recommendation:
-    """The best observed trial, as a recommendation with no std (too few trials for a model)."""
+def observed_recommendation(obs: Observations) -> Recommendation:
+    """The best observed trial at the rung it ran at, with no std (too few trials for a model)."""
     i = int(np.argmin(obs.objective))
     return Recommendation(tuple(float(x) for x in obs.weights[i]), float(obs.objective[i]), None, obs.rungs[i], basis="observed")

@@ -91,8 +91,8 @@ def _slow_gap_runs(n: int = 45) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_ar_power_learns_a_gap_that_shrinks_slowly_and_predicts_the_target_from_it():
     X, Y = _slow_gap_runs()
-    gp = fit_surrogate(X, Y, 3, kind="ar-power", weight_transform="log", maxiter=200)
-    gap = gp.covar_module.base_kernel.kernels[1].base_kernel.kernels[1]
+    fitted = {kind: fit_surrogate(X, Y, 3, kind=kind, weight_transform="log", maxiter=200) for kind in ("ar", "ar-power")}
+    gap = fitted["ar-power"].covar_module.base_kernel.kernels[1].base_kernel.kernels[1]
     assert 0.15 < float(gap.power.detach()) < 0.5  # the truth: ln 0.72 / ln 0.32 = 0.29
     # New mixtures at the target: BoTorch's downsampling form (exponent >= 1) holds the middle
     # rung's gap to a third of the cheapest one's and misreads the target.
@@ -100,9 +100,8 @@ def test_ar_power_learns_a_gap_that_shrinks_slowly_and_predicts_the_target_from_
     truth = np.log(w + 0.02) @ np.array([0.5, 0.1, 0.3])
     at_target = torch.tensor(np.column_stack([w, np.ones(30)]))
     errors = {}
-    for kind in ("ar", "ar-power"):
-        model = CachedPosteriorGP(fit_surrogate(X, Y, 3, kind=kind, weight_transform="log", maxiter=200), X)
-        mean = model.posterior(at_target).mean.detach().squeeze(-1).numpy()
+    for kind, gp in fitted.items():
+        mean = CachedPosteriorGP(gp, X).posterior(at_target).mean.detach().squeeze(-1).numpy()
         errors[kind] = float(np.abs(mean - truth).mean())
     assert errors["ar-power"] < 0.3 * errors["ar"], errors
 
