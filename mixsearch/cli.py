@@ -188,7 +188,7 @@ def study_status(
     """Table of trials and the best so far."""
     from mixsearch import api
 
-    from mixsearch.ledger import best_done
+    from mixsearch.trial import best_done
 
     opened = api.open_study(name, storage, root)
     try:

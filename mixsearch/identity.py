@@ -6,6 +6,8 @@ differs stops with the changes in words (see ``Ledger.bind_study``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any, Mapping
 
 
@@ -70,3 +72,8 @@ def definition_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[s
 
 
 __all__ = ["definition_changes", "study_definition"]
+
+
+def fingerprint(definition: Mapping[str, Any]) -> str:
+    """A short hash of a study definition."""
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:16]

@@ -6,8 +6,9 @@ change is a compare-and-set ``UPDATE ... WHERE state = <expected>``, so several
 orchestrators or workers on one ledger never run or finish a trial twice.
 
 SQLite (a file under ``runs/<study>/``) is the default; a PostgreSQL URL serves many
-hosts; engines, locks and URL checks live in :mod:`mixsearch.storage`. The schema is
-versioned in the ``mixsearch_meta`` table.
+hosts; engines, locks and URL checks live in :mod:`mixsearch.storage`, the trial record
+and its row codec in :mod:`mixsearch.trial`. The schema is versioned in the
+``mixsearch_meta`` table.
 
 Concurrency, per backend:
 
@@ -26,22 +27,19 @@ Concurrency, per backend:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import math
 import os
 import random
 import socket
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import pandas as pd
 import sqlalchemy as sa
 
-from mixsearch.candidate import Candidate, Phases, TrialResult, trial_id
-from mixsearch.identity import definition_changes, study_definition
+from mixsearch.candidate import Candidate, TrialResult, trial_id
+from mixsearch.identity import definition_changes, fingerprint, study_definition
 from mixsearch.storage import (
     MEMORY_URL,
     PG_ADD_LOCK,
@@ -54,6 +52,7 @@ from mixsearch.storage import (
     add_missing_columns,
     check_schema,
     disk_hint,
+    drop_ledger,  # noqa: F401 - part of the ledger's public surface
     first_line,
     insert_ignore,
     make_engine,
@@ -63,45 +62,21 @@ from mixsearch.storage import (
     sqlite_lock_path,
     trials_table,
 )
-
-PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
-STATES = (PENDING, RUNNING, DONE, FAILED)
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One row of the ledger.
-
-    Attributes:
-        trial_id: Hash of the canonical candidate and its context.
-        number: Insertion order (1-based).
-        ask: Index of the ask that proposed it.
-        candidate: The candidate.
-        state: One of ``STATES``.
-        attempts: How many times it was claimed.
-        result: Results once done.
-        error: Reason once failed.
-    """
-
-    trial_id: str
-    number: int
-    ask: int
-    candidate: Candidate
-    state: str
-    attempts: int
-    worker: str | None = None
-    heartbeat: float | None = None
-    created: float | None = None
-    started: float | None = None
-    finished: float | None = None
-    cost: float | None = None
-    seconds: float | None = None
-    objective: float | None = None
-    domain_losses: Mapping[str, float] = field(default_factory=dict)
-    curve: Sequence[Sequence[float]] = field(default_factory=list)
-    metrics: Mapping[str, Any] = field(default_factory=dict)
-    error: str | None = None
-
+from mixsearch.trial import (  # noqa: F401 - states, Trial, finite and best_done are part of the ledger's public surface
+    DONE,
+    FAILED,
+    PENDING,
+    RUNNING,
+    STATES,
+    Trial,
+    best_done,
+    finite,
+    migrate_positional_weights,
+    result_columns,
+    row_to_trial,
+    schedule_json,
+    trials_frame,
+)
 
 def worker_name() -> str:
     """``host:pid``: identifies the process that claims a trial (used to spot dead ones)."""
@@ -363,7 +338,7 @@ class Ledger:
                     "trial_id": tid,
                     "ask": ask,
                     "weights": json.dumps(dict(zip(domains, c.weights))),
-                    "schedule": _schedule_json(c, domains),
+                    "schedule": schedule_json(c, domains),
                     "rung": c.rung,
                     "seed": c.seed,
                     "state": PENDING,
@@ -398,8 +373,8 @@ class Ledger:
         for c, r in finished:
             tid = trial_id(c, context[c.rung])
             rows.setdefault(tid, {
-                "trial_id": tid, "ask": 0, "weights": json.dumps(dict(zip(domains, c.weights))), "schedule": _schedule_json(c, domains), "rung": c.rung, "seed": c.seed,
-                "state": DONE, "attempts": 0, "created": now, "finished": now, **_result_values(r),
+                "trial_id": tid, "ask": 0, "weights": json.dumps(dict(zip(domains, c.weights))), "schedule": schedule_json(c, domains), "rung": c.rung, "seed": c.seed,
+                "state": DONE, "attempts": 0, "created": now, "finished": now, **result_columns(r),
             })
         if rows:
             with self._write() as conn:
@@ -441,7 +416,7 @@ class Ledger:
             rows = conn.execute(
                 sa.select(t).where(t.c.trial_id.in_(picked), t.c.state == RUNNING, t.c.worker == worker).order_by(t.c.number)
             ).mappings()
-            return [_to_trial(r, self._read_order()) for r in rows]
+            return [row_to_trial(r, self._read_order()) for r in rows]
 
     def heartbeat(self, trial_ids: Sequence[str], worker: str) -> list[str]:
         """Refresh the heartbeat of running trials held by ``worker``.
@@ -466,7 +441,7 @@ class Ledger:
             running for ``worker`` (then the result is dropped: someone else owns it).
         """
         t = trials_table
-        values = {"state": DONE, "finished": time.time(), **_result_values(result)}
+        values = {"state": DONE, "finished": time.time(), **result_columns(result)}
         with self._write() as conn:
             n = conn.execute(
                 sa.update(t).where(t.c.trial_id == tid, t.c.state == RUNNING, t.c.worker == worker).values(**values)
@@ -558,7 +533,7 @@ class Ledger:
             row = conn.execute(sa.select(trials_table).where(trials_table.c.trial_id == tid)).mappings().first()
         if row is None:
             raise KeyError(tid)
-        return _to_trial(row, self._read_order())
+        return row_to_trial(row, self._read_order())
 
     def trials(self, states: Sequence[str] | None = None) -> list[Trial]:
         """All trials (optionally in ``states``), in insertion order."""
@@ -573,7 +548,7 @@ class Ledger:
             # (the orchestrator re-reads the whole ledger on every ask).
             trial = self._finished.get(r["trial_id"]) if r["state"] in (DONE, FAILED) else None
             if trial is None:
-                trial = _to_trial(r, self._read_order())
+                trial = row_to_trial(r, self._read_order())
                 if trial.state in (DONE, FAILED):
                     self._finished[trial.trial_id] = trial
             out.append(trial)
@@ -604,138 +579,12 @@ class Ledger:
         return 0 if value is None else int(value) + 1
 
     def to_dataframe(self) -> pd.DataFrame:
-        """One row per trial: ids, state, rung, costs, objective, ``w_<domain>`` and ``loss_<domain>`` columns.
-
-        Weight columns carry the names the ledger stored them under, never a study
-        file's current order. Two-phase trials add ``switch``, ``w1_<domain>`` and
-        ``w2_<domain>`` (their ``w_`` is the token-weighted mixture); continual pre-training
-        trials add ``base_loss_<domain>``, their base model's losses.
-        """
-        trials = self.trials()
-        domains = self._read_order()
-        records = []
-        for tr in trials:
-            names = domains or [f"d{i}" for i in range(len(tr.candidate.weights))]
-            rec: dict[str, Any] = {
-                "trial_id": tr.trial_id,
-                "number": tr.number,
-                "ask": tr.ask,
-                "state": tr.state,
-                "rung": tr.candidate.rung,
-                "seed": tr.candidate.seed,
-                "attempts": tr.attempts,
-                "objective": tr.objective,
-                "cost": tr.cost,
-                "seconds": tr.seconds,
-                "n_params": tr.metrics.get("n_params"),
-                "tokens": tr.metrics.get("tokens"),
-                "error": tr.error,
-                "worker": tr.worker,
-                "created": tr.created,
-                "finished": tr.finished,
-            }
-            rec.update({f"w_{d}": w for d, w in zip(names, tr.candidate.weights)})
-            ph = tr.candidate.schedule
-            if ph is not None:
-                # A two-phase trial: ``w_`` is its token-weighted mixture, these its phases.
-                rec["switch"] = ph.switch
-                rec.update({f"w1_{d}": w for d, w in zip(names, ph.first)})
-                rec.update({f"w2_{d}": w for d, w in zip(names, ph.second)})
-            rec.update({f"loss_{d}": v for d, v in tr.domain_losses.items()})
-            base = tr.metrics.get("base_losses")
-            if isinstance(base, Mapping):
-                # A continual pre-training trial: the base model it continued, for the CMR laws.
-                rec.update({f"base_loss_{d}": v for d, v in base.items()})
-            records.append(rec)
-        return pd.DataFrame.from_records(records)
+        """One row per trial (:func:`~mixsearch.trial.trials_frame`), weight columns named
+        as the ledger stored them, never by a study file's current order."""
+        return trials_frame(self.trials(), self._read_order())
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-def drop_ledger(url: str) -> None:
-    """Delete a ledger: the SQLite file (and its WAL and lock files), or the mixsearch
-    tables of a PostgreSQL database. Other tables in that database are left alone.
-    """
-    parsed = sa.engine.make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        path = parsed.database
-        if path and path != ":memory:":
-            for suffix in ("", "-wal", "-shm", "-journal", "-asklock"):
-                Path(path + suffix).unlink(missing_ok=True)
-        return
-    engine = make_engine(url, create=False)
-    try:
-        with engine.begin() as conn:
-            metadata.drop_all(conn)
-    finally:
-        engine.dispose()
-
-
-def _schedule_json(c: Candidate, domains: Sequence[str]) -> str | None:
-    """A candidate's phases as stored (weights by domain name), or None without a schedule."""
-    return None if c.schedule is None else json.dumps(c.schedule.as_dict(domains))
-
-
-def _to_trial(row: Mapping[str, Any], domains: Sequence[str] | None) -> Trial:
-    raw = row.get("schedule")
-    if raw:
-        if domains is None:
-            raise LedgerError("a trial stores a two-phase schedule but the ledger names no domains")
-        cand = Candidate((), row["rung"], int(row["seed"]), Phases.from_dict(json.loads(raw), domains))
-    else:
-        cand = Candidate(read_weights(row["weights"], domains), row["rung"], int(row["seed"]))
-    return Trial(
-        trial_id=row["trial_id"],
-        number=int(row["number"]),
-        ask=int(row["ask"]),
-        candidate=cand,
-        state=row["state"],
-        attempts=int(row["attempts"]),
-        worker=row["worker"],
-        heartbeat=row["heartbeat"],
-        created=row["created"],
-        started=row["started"],
-        finished=row["finished"],
-        cost=row["cost"],
-        seconds=row["seconds"],
-        objective=row["objective"],
-        domain_losses=json.loads(row["domain_losses"]) if row["domain_losses"] else {},
-        curve=json.loads(row["curve"]) if row["curve"] else [],
-        metrics=json.loads(row["metrics"]) if row["metrics"] else {},
-        error=row["error"],
-    )
-
-
-def _result_values(result: TrialResult) -> dict[str, Any]:
-    """The columns a finished trial's result fills."""
-    return {
-        "cost": float(result.cost),
-        "seconds": float(result.seconds),
-        "objective": float(result.objective),
-        "domain_losses": json.dumps({k: float(v) for k, v in result.domain_losses.items()}),
-        "curve": json.dumps([list(map(float, p)) for p in result.curve]),
-        "metrics": json.dumps(dict(result.metrics), default=str),
-        "error": None,
-    }
-
-
-def finite(x: float | None) -> bool:
-    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
-
-
-def best_done(trials: Sequence[Trial], objective: Any, rung: str | None = None) -> Trial | None:
-    """The best done trial with a finite objective (at ``rung`` when given), or None.
-
-    Args:
-        trials: Ledger trials.
-        objective: The study's :class:`~mixsearch.study.Objective` (its direction decides "best").
-        rung: Only trials at this rung.
-    """
-    done = [t for t in trials if t.state == DONE and finite(t.objective) and (rung is None or t.candidate.rung == rung)]
-    if not done:
-        return None
-    return min(done, key=lambda t: (objective.to_minimise(float(t.objective)), t.number))  # type: ignore[arg-type]
 
 
 class StudyChanged(LedgerError):
@@ -750,35 +599,3 @@ class StudyChanged(LedgerError):
         )
 
 
-def fingerprint(definition: Mapping[str, Any]) -> str:
-    """A short hash of a study definition."""
-    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def read_weights(raw: str, domains: Sequence[str] | None) -> tuple[float, ...]:
-    """Stored weights in ``domains`` order: by name (schema 2), or by position in a schema-1 row.
-
-    Raises:
-        LedgerError: the stored names are not the study's domains.
-    """
-    stored = json.loads(raw)
-    if isinstance(stored, list):
-        return tuple(float(w) for w in stored)
-    if domains is None or set(stored) != set(domains):
-        raise LedgerError(f"stored weights name domains {sorted(stored)}, not the study's {list(domains or [])}")
-    return tuple(float(stored[d]) for d in domains)
-
-
-def migrate_positional_weights(conn: sa.Connection, domains: Sequence[str]) -> int:
-    """Rewrite schema-1 rows (weights by position) as weights by name; the number rewritten."""
-    t = trials_table
-    rows = conn.execute(sa.select(t.c.trial_id, t.c.weights)).all()
-    n = 0
-    for tid, raw in rows:
-        stored = json.loads(raw)
-        if isinstance(stored, list):
-            if len(stored) != len(domains):
-                raise LedgerError(f"trial {tid} has {len(stored)} weights for {len(domains)} domains")
-            conn.execute(sa.update(t).where(t.c.trial_id == tid).values(weights=json.dumps(dict(zip(domains, stored)))))
-            n += 1
-    return n

@@ -17,7 +17,7 @@ import pandas as pd
 
 from mixsearch import __version__
 from mixsearch.laws.law import Law
-from mixsearch.ledger import Trial, best_done
+from mixsearch.trial import Trial, best_done
 from mixsearch.propose.base import Recommendation
 from mixsearch.study import Study
 

@@ -343,3 +343,22 @@ def check_schema(conn: sa.Connection, url: str, create: bool) -> None:
             f"ledger {safe_url(url)}: schema version {version} is newer than this mixsearch "
             f"supports ({SCHEMA_VERSION}); upgrade mixsearch"
         )
+
+
+def drop_ledger(url: str) -> None:
+    """Delete a ledger: the SQLite file (and its WAL and lock files), or the mixsearch
+    tables of a PostgreSQL database. Other tables in that database are left alone.
+    """
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = parsed.database
+        if path and path != ":memory:":
+            for suffix in ("", "-wal", "-shm", "-journal", "-asklock"):
+                Path(path + suffix).unlink(missing_ok=True)
+        return
+    engine = make_engine(url, create=False)
+    try:
+        with engine.begin() as conn:
+            metadata.drop_all(conn)
+    finally:
+        engine.dispose()

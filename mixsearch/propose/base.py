@@ -14,7 +14,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from mixsearch.candidate import Candidate, Phases, Pool
-from mixsearch.ledger import DONE, FAILED, PENDING, RUNNING, Trial, finite
+from mixsearch.trial import DONE, FAILED, PENDING, RUNNING, Trial, finite
 from mixsearch.study import FidelityLadder, Objective, ProposerSpec, Schedule, SearchSpace
 
 
