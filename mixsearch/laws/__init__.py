@@ -23,7 +23,8 @@ from mixsearch.laws.asymptote import (
 from mixsearch.laws.chinchilla import ChinchillaLaw, ComputeOptimal, fit_chinchilla
 from mixsearch.laws.cmr import CMRLaw, CMRResult, critical_ratio, feasible_set, fit_cmr, fit_cmr_law, fit_increment_law, fit_ratio_law
 from mixsearch.laws.export import SCHEMA_ID, law_from_dict, law_to_dict, load, load_all, save, validate_law_dict
-from mixsearch.laws.fit import HUBER_DELTA, FitError, FitOptions, FitResult, fit_model, fit_tied
+from mixsearch.laws.fit import HUBER_DELTA, FitError, FitOptions, FitResult, fit_model
+from mixsearch.laws.tied import fit_tied
 from mixsearch.laws.joint import fit_joint, leave_one_scale_out
 from mixsearch.laws.joint_law import JointLaw, JointOptimum, ScaleHoldout
 from mixsearch.laws.law import Law, Prediction

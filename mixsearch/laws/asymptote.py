@@ -19,7 +19,8 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from mixsearch.laws.fit import FitError, FitOptions, fit_model, fit_tied, logsumexp_terms
+from mixsearch.laws.fit import FitError, FitOptions, fit_model, logsumexp_terms
+from mixsearch.laws.tied import fit_tied
 from mixsearch.laws.law import Law, as_positive_array, build_law, check_inputs, keep_draws
 
 LOG_E_FLOOR = -25.0
@@ -62,7 +63,7 @@ class SaturatingPowerFormula:
     def rows_value_and_jacobian(self, theta_rows: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each row with its own parameters: θ ``[..., n, 3]``, x ``[n, 1]`` → (``[..., n]``, ``[..., n, 3]``).
 
-        Lets :class:`~mixsearch.laws.fit.TiedFormula` evaluate many curves without a Python loop.
+        Lets :class:`~mixsearch.laws.tied.TiedFormula` evaluate many curves without a Python loop.
         """
         e, a, alpha = theta_rows[..., 0], theta_rows[..., 1], theta_rows[..., 2]
         log_x = np.log(x[:, 0]) - self.log_ref

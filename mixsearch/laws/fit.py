@@ -7,8 +7,8 @@ intervals, and K-fold (or leave-one-out) held-out error.
 
 A law enters this module as a :class:`Formula`: named internal parameters θ, a
 vectorised value function, its Jacobian, a grid of initial points and bounds.
-Nothing here knows a particular law. :class:`TiedFormula` fits several curves of one
-formula together with some parameters shared (one exponent for all domains, say).
+Nothing here knows a particular law; :mod:`mixsearch.laws.tied` fits several curves of
+one formula together with some parameters shared (one exponent for all domains, say).
 """
 
 from __future__ import annotations
@@ -293,8 +293,8 @@ def fit_model(
     grid = np.asarray(formula.initial_grid(x, y), dtype=float)
     if warm_starts is not None:
         grid = np.vstack([np.asarray(warm_starts, dtype=float).reshape(-1, p), grid])
-    starts = _screen(formula, grid, x, target, opts)
-    runs = _run_starts(formula, x, target, starts, opts)
+    starts = screen_starts(formula, grid, x, target, opts)
+    runs = run_starts(formula, x, target, starts, opts)
     if not runs:
         raise FitError(f"no start of {len(starts)} reached a finite objective")
     best = runs[0]
@@ -349,7 +349,7 @@ def _scaled(theta: np.ndarray, formula: Formula, x: np.ndarray, target: np.ndarr
     return f * scale, g * scale
 
 
-def _screen(formula: Formula, grid: np.ndarray, x: np.ndarray, target: np.ndarray, opts: FitOptions) -> np.ndarray:
+def screen_starts(formula: Formula, grid: np.ndarray, x: np.ndarray, target: np.ndarray, opts: FitOptions) -> np.ndarray:
     """The ``n_starts`` grid points ``[s, p]`` with the smallest objective."""
     grid = _clip(grid, formula.bounds())
     if opts.n_starts is None or grid.shape[0] <= opts.n_starts:
@@ -373,7 +373,7 @@ def _clip(grid: np.ndarray, bounds: list[tuple[float | None, float | None]] | No
     return np.clip(grid, lo, hi)
 
 
-def _run_starts(formula: Formula, x: np.ndarray, target: np.ndarray, starts: np.ndarray, opts: FitOptions) -> list:
+def run_starts(formula: Formula, x: np.ndarray, target: np.ndarray, starts: np.ndarray, opts: FitOptions) -> list:
     """Optimise from every start; the results with a finite objective, best first."""
     bounds = formula.bounds() if opts.method == "L-BFGS-B" else None
     if opts.method == "L-BFGS-B":
@@ -441,7 +441,7 @@ def _bootstrap(formula: Formula, x: np.ndarray, target: np.ndarray, optima: np.n
     samples, failed = [], 0
     for _ in range(opts.bootstrap):
         idx = _resample(rng, x.shape[0], strata)
-        runs = _run_starts(formula, x[idx], target[idx], starts, opts)
+        runs = run_starts(formula, x[idx], target[idx], starts, opts)
         if runs:
             samples.append(np.asarray(runs[0].x, dtype=float))
         else:
@@ -474,148 +474,9 @@ def _cross_validate(
     errors = np.empty(n)
     for test in folds:
         train = np.setdiff1d(np.arange(n), test)
-        runs = _run_starts(formula, x[train], target[train], starts, opts)
+        runs = run_starts(formula, x[train], target[train], starts, opts)
         if not runs:
             return None, 0
         pred = formula.value(np.asarray(runs[0].x), x[test])
         errors[test] = y[test] - (np.exp(pred) if formula.log_space else pred)
     return float(np.sqrt(np.mean(errors**2))), k
-
-
-class TiedFormula:
-    """Several curves of one formula fitted together, some parameters shared by all curves.
-
-    The inputs gain a first column: the curve index ``c`` in ``0..C-1``. θ holds the
-    tied parameters first, then each curve's free parameters, named ``"name[c]"``.
-
-    Args:
-        base: The law of one curve.
-        n_curves: Number of curves C.
-        tied: Names of the parameters of ``base`` that every curve shares.
-    """
-
-    def __init__(self, base: Formula, n_curves: int, tied: Sequence[str]) -> None:
-        unknown = [t for t in tied if t not in base.names]
-        if unknown:
-            raise ValueError(f"tied: unknown parameter(s) {unknown}; the law has {list(base.names)}")
-        if n_curves < 1:
-            raise ValueError(f"n_curves must be >= 1, got {n_curves}")
-        self.base = base
-        self.n_curves = n_curves
-        self.tied = tuple(tied)
-        self.free = tuple(nm for nm in base.names if nm not in self.tied)
-        self.log_space = base.log_space
-        self.names = self.tied + tuple(f"{nm}[{c}]" for c in range(n_curves) for nm in self.free)
-        t, f = len(self.tied), len(self.free)
-        self.index = np.array(
-            [[self.tied.index(nm) if nm in self.tied else t + c * f + self.free.index(nm) for nm in base.names] for c in range(n_curves)],
-            dtype=int,
-        )
-
-    def curve_theta(self, theta: np.ndarray, c: int) -> np.ndarray:
-        """The base parameters ``[..., p]`` of curve ``c`` from composite ``theta [..., P]``."""
-        return np.asarray(theta)[..., self.index[c]]
-
-    def value(self, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
-        cid = x[:, 0].astype(int)
-        rows = getattr(self.base, "rows_value_and_jacobian", None)
-        if rows is not None:
-            return rows(np.asarray(theta)[..., self.index[cid]], x[:, 1:])[0]
-        out = np.empty(np.shape(theta)[:-1] + (x.shape[0],))
-        for c in np.unique(cid):
-            rows = cid == c
-            out[..., rows] = self.base.value(self.curve_theta(theta, c), x[rows, 1:])
-        return out
-
-    def jacobian(self, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
-        return self.value_and_jacobian(theta, x)[1]
-
-    def value_and_jacobian(self, theta: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        cid = x[:, 0].astype(int)
-        rows = getattr(self.base, "rows_value_and_jacobian", None)
-        if rows is not None:
-            idx = self.index[cid]  # [n, p]: composite column of each row's parameters
-            value, rows_jac = rows(np.asarray(theta)[idx], x[:, 1:])
-            jac = np.zeros((x.shape[0], len(self.names)))
-            jac[np.arange(x.shape[0])[:, None], idx] = rows_jac
-            return value, jac
-        return self.value(theta, x), self._looped_jacobian(theta, x)
-
-    def _looped_jacobian(self, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
-        cid = x[:, 0].astype(int)
-        jac = np.zeros((x.shape[0], len(self.names)))
-        for c in np.unique(cid):
-            rows = np.flatnonzero(cid == c)
-            jac[np.ix_(rows, self.index[c])] = self.base.jacobian(self.curve_theta(theta, c), x[rows, 1:])
-        return jac
-
-    def initial_grid(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Starts from separate per-curve fits: tied values at their median, then at each curve's own value."""
-        cid = x[:, 0].astype(int)
-        quick = FitOptions(n_starts=2, bootstrap=0, cv_folds=0, maxiter=300)  # starts only; the joint fit finishes the job
-        per_curve = np.empty((self.n_curves, len(self.base.names)))
-        for c in range(self.n_curves):
-            rows = cid == c
-            xc, yc = x[rows, 1:], y[rows]
-            tc = np.log(yc) if self.log_space else yc
-            starts = _screen(self.base, np.asarray(self.base.initial_grid(xc, yc), dtype=float), xc, tc, quick)
-            runs = _run_starts(self.base, xc, tc, starts, quick)
-            per_curve[c] = runs[0].x if runs else starts[0]
-        tied_cols = [self.base.names.index(t) for t in self.tied]
-        candidates = [np.median(per_curve[:, tied_cols], axis=0)] + [per_curve[c, tied_cols] for c in range(min(self.n_curves, 4))]
-        grid = []
-        for tied_values in candidates:
-            theta = np.empty(len(self.names))
-            for c in range(self.n_curves):
-                theta[self.index[c]] = per_curve[c]
-            theta[: len(self.tied)] = tied_values
-            grid.append(theta)
-        return np.stack(grid)
-
-    def bounds(self) -> list[tuple[float | None, float | None]] | None:
-        base = self.base.bounds()
-        if not base:
-            return None
-        out: list[tuple[float | None, float | None]] = [(None, None)] * len(self.names)
-        for c in range(self.n_curves):
-            for j, col in enumerate(self.index[c]):
-                out[col] = base[j]
-        return out
-
-
-def fit_tied(
-    base: Formula,
-    xs: Sequence[np.ndarray],
-    ys: Sequence[np.ndarray],
-    tied: Sequence[str],
-    options: FitOptions | None = None,
-) -> tuple[FitResult, TiedFormula]:
-    """Fit several curves of one law with some parameters shared.
-
-    Bootstrap resamples are drawn within each curve. Held-out error is off unless
-    ``options.cv_folds`` asks for it (a curve with few points cannot spare one).
-
-    Args:
-        base: The law of one curve.
-        xs: Per-curve inputs, each ``[n_c, d]`` or ``[n_c]``.
-        ys: Per-curve observations ``[n_c]``.
-        tied: Names of the shared parameters.
-        options: Fit options.
-
-    Returns:
-        ``(fit, formula)``; ``formula.curve_theta(fit.theta, c)`` gives curve ``c``'s parameters.
-    """
-    if len(xs) != len(ys) or not xs:
-        raise ValueError(f"need one y per x and at least one curve, got {len(xs)} x and {len(ys)} y")
-    formula = TiedFormula(base, len(xs), tied)
-    parts_x, parts_y, cid = [], [], []
-    for c, (xc, yc) in enumerate(zip(xs, ys)):
-        xc = np.asarray(xc, dtype=float)
-        xc = xc[:, None] if xc.ndim == 1 else xc
-        parts_x.append(xc)
-        parts_y.append(np.asarray(yc, dtype=float).reshape(-1))
-        cid.append(np.full(xc.shape[0], c))
-    curve = np.concatenate(cid)
-    x = np.column_stack([curve, np.vstack(parts_x)])
-    opts = options or FitOptions(cv_folds=0)
-    return fit_model(formula, x, np.concatenate(parts_y), opts, strata=curve), formula

@@ -14,7 +14,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from mixsearch.laws.asymptote import SaturatingPowerFormula
-from mixsearch.laws.fit import FitError, FitOptions, fit_model, fit_tied
+from mixsearch.laws.fit import FitError, FitOptions, fit_model
+from mixsearch.laws.tied import fit_tied
 from mixsearch.laws.mixing import MixingLaw, fit_mixing
 from mixsearch.laws.mixture import loss_matrix
 

@@ -22,7 +22,8 @@ import pandas as pd
 
 from mixsearch.laws.asymptote import AsymptoteLaw, SaturatingPowerFormula
 from mixsearch.laws.chinchilla import fit_chinchilla
-from mixsearch.laws.fit import FitError, FitOptions, fit_tied
+from mixsearch.laws.fit import FitError, FitOptions
+from mixsearch.laws.tied import fit_tied
 from mixsearch.laws.law import Law, base_provenance, fit_diagnostics, fit_settings, keep_draws
 from mixsearch.laws.mixing import fit_mixing
 from mixsearch.study import Study

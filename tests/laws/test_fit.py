@@ -1,4 +1,4 @@
-"""The fitting core: gradients, tolerances, bootstrap, held-out error, tied parameters, errors."""
+"""The fitting core: gradients, tolerances, bootstrap, held-out error, errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from scipy.optimize import minimize
 
 from mixsearch.laws.asymptote import SaturatingPowerFormula
 from mixsearch.laws.chinchilla import ChinchillaFormula
-from mixsearch.laws.fit import FitError, FitOptions, TiedFormula, fit_model, fit_tied, huber, huber_objective
+from mixsearch.laws.fit import FitError, FitOptions, fit_model, huber, huber_objective
 
 from .conftest import chinchilla_runs
 
@@ -90,25 +90,3 @@ def test_misuse_is_a_value_error() -> None:
         fit_model(SaturatingPowerFormula(), np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, -1.0, 1.0, 1.0]))
     with pytest.raises(ValueError, match="x must be"):
         fit_model(SaturatingPowerFormula(), np.ones((3, 1)), np.ones(4))
-
-
-def test_tied_exponent_is_recovered_across_curves(jacobian_error) -> None:
-    rng = np.random.default_rng(2)
-    xs, ys = [], []
-    for E, A in ((2.0, 30.0), (2.4, 45.0), (3.1, 20.0)):
-        x = np.array([1e7, 3e7, 1e8, 3e8])
-        xs.append(x)
-        ys.append((E + A / x**0.3) * np.exp(rng.normal(0, 1e-4, x.size)))
-    base = SaturatingPowerFormula.for_data(np.concatenate(xs))
-    fit, model = fit_tied(base, xs, ys, ("alpha",), FitOptions(bootstrap=0, cv_folds=0))
-    assert model.names[0] == "alpha" and len(model.names) == 1 + 2 * 3
-    assert fit.theta[0] == pytest.approx(0.3, abs=0.01)
-    for c, E in enumerate((2.0, 2.4, 3.1)):
-        assert base.to_public(model.curve_theta(fit.theta, c))[0] == pytest.approx(E, rel=0.01)
-    x = np.column_stack([np.repeat([0, 1, 2], 4), np.concatenate(xs)])
-    assert jacobian_error(model, fit.theta, x) < 1e-5
-
-
-def test_tying_an_unknown_parameter_is_a_value_error() -> None:
-    with pytest.raises(ValueError, match="unknown parameter"):
-        TiedFormula(SaturatingPowerFormula(), 2, ("gamma",))
