@@ -122,8 +122,9 @@ class MultiFidelityBO:
             residuals). It applies when every rung has N and D, the objective is a loss,
             and the trials span two or more (N, D); otherwise the Surrogate has its usual
             mean. Measured side by side it did not win (a tie on the RegMix table, slower
-            to 5 % on the synthetic pool, slower to 5 % and 1 % on the continuous world)
-            and made each proposal 3-7x slower (docs/BENCHMARKS.md). The answer at the
+            to 5 % on the synthetic pool, slower to 5 % and 1 % on the continuous world, and
+            no seed of five within 5 % on the moving-optimum world, where three were without
+            it) and made each proposal 3-7x slower (docs/BENCHMARKS.md). The answer at the
             target comes from the joint law either way (:mod:`mixsearch.answer`).
     """
 
