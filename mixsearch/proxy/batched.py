@@ -24,7 +24,8 @@ import torch
 from mixsearch.candidate import EvaluationError
 from mixsearch.proxy.corpus import Corpus
 from mixsearch.proxy.model import ModelConfig
-from mixsearch.proxy.train import PhaseSpec, ProgressFn, ProxyRunResult, TrainConfig, normalise_weights, train_stack
+from mixsearch.proxy.batches import normalise_weights
+from mixsearch.proxy.train import PhaseSpec, ProgressFn, ProxyRunResult, TrainConfig, train_stack
 
 
 def train_proxies(

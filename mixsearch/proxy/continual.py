@@ -26,7 +26,8 @@ import torch
 
 from mixsearch.proxy.corpus import Corpus
 from mixsearch.proxy.model import ModelConfig, ProxyModel, size_config
-from mixsearch.proxy.train import TrainConfig, eval_autocast, eval_windows, evaluate_losses, resolve_device, train_stack
+from mixsearch.proxy.batches import eval_windows
+from mixsearch.proxy.train import TrainConfig, eval_autocast, evaluate_losses, resolve_device, train_stack
 
 CHECKPOINT_FORMAT = "mixsearch.proxy-checkpoint/v1"
 
