@@ -78,6 +78,7 @@ from mixsearch.trial import (  # noqa: F401 - states, Trial, finite and best_don
     trials_frame,
 )
 
+
 def worker_name() -> str:
     """``host:pid``: identifies the process that claims a trial (used to spot dead ones)."""
     return f"{socket.gethostname()}:{os.getpid()}"
