@@ -71,9 +71,9 @@ def definition_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[s
     return out
 
 
-__all__ = ["definition_changes", "study_definition"]
-
-
 def fingerprint(definition: Mapping[str, Any]) -> str:
     """A short hash of a study definition."""
     return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:16]
+
+
+__all__ = ["definition_changes", "fingerprint", "study_definition"]
