@@ -33,6 +33,11 @@ def maximin(raw: np.ndarray, seen: np.ndarray, k: int, rng: np.random.Generator)
     return chosen
 
 
+def design_size(ctx: ProposalContext, n_init: int | None) -> int:
+    """Finished trials before a BO proposer's model takes over: ``n_init``, default ``K + 1``."""
+    return n_init if n_init is not None else ctx.space.dim + 1
+
+
 def initial_design(
     ctx: ProposalContext, enc: FidelityEncoder, q: int, n_init: int, init_target: int, rng: np.random.Generator, n_raw: int = 2048
 ) -> list[Candidate]:

@@ -18,7 +18,7 @@ from mixsearch import simplex
 from mixsearch.candidate import Candidate
 from mixsearch.propose.acqopt import best_posterior_mean, greedy_batch, pool_batch, raw_mixtures
 from mixsearch.propose.base import ProposalContext, Recommendation, as_candidates, refuse_unused_options, require_positive
-from mixsearch.propose.design import initial_design
+from mixsearch.propose.design import design_size, initial_design
 from mixsearch.propose.fidelity import DTYPE, FidelityEncoder
 from mixsearch.propose.observations import Observations, finite_observations, observed_recommendation, recommendation_candidates
 from mixsearch.propose.pool import free_entries, known_trial_test
@@ -68,10 +68,11 @@ class SingleFidelityBO:
             return ctx.ladder.target.name
         return max(ctx.ladder.rungs, key=lambda r: r.run_cost).name
 
-    def _data(self, ctx: ProposalContext, rung: str) -> tuple[np.ndarray, np.ndarray]:
+    def _data(self, ctx: ProposalContext, rung: str) -> Observations:
+        """The finished trials at ``rung``."""
         obs = finite_observations(ctx)
         at = np.array([r == rung for r in obs.rungs], dtype=bool)
-        return obs.weights[at].reshape(-1, ctx.space.dim), obs.objective[at]
+        return Observations(obs.weights[at].reshape(-1, ctx.space.dim), (rung,) * int(at.sum()), obs.objective[at])
 
     def _fit(self, w: np.ndarray, y: np.ndarray) -> CachedPosteriorGP:
         X = torch.tensor(w, dtype=DTYPE)
@@ -86,12 +87,12 @@ class SingleFidelityBO:
     def propose(self, ctx: ProposalContext, q: int) -> list[Candidate]:
         """``q`` mixtures at the rung; fewer only when a pool runs out."""
         rung = self._rung(ctx)
-        w, y = self._data(ctx, rung)
+        obs = self._data(ctx, rung)
+        w, y = obs.weights, obs.objective
         rng = ctx.rng()
-        n_init = self.n_init if self.n_init is not None else ctx.space.dim + 1
-        enc = _single_rung_encoder(rung)
-        if len(y) < n_init or len(set(y.tolist())) < 2:
-            return initial_design(ctx, enc, q, n_init, 0, rng)
+        n_init = design_size(ctx, self.n_init)
+        if not obs.can_fit(n_init):
+            return initial_design(ctx, _single_rung_encoder(rung), q, n_init, 0, rng)
         h = ctx.history
         pend = [i for i, r in enumerate(h.pending_rungs) if r == rung]
         with manual_seed(ctx.seed):
@@ -118,17 +119,16 @@ class SingleFidelityBO:
     def recommend(self, ctx: ProposalContext) -> Recommendation | None:
         """The pool or observed mixture with the best posterior mean at the rung, with its std."""
         rung = self._rung(ctx)
-        w, y = self._data(ctx, rung)
-        if len(y) == 0:
+        obs = self._data(ctx, rung)
+        if obs.n == 0:
             return None
-        obs = Observations(w, (rung,) * len(y), y)
-        if len(y) < 2 or len(set(y.tolist())) < 2:
+        if not obs.can_fit(2):
             return observed_recommendation(obs)
         with manual_seed(ctx.seed):
-            model = self._fit(w, y)
+            model = self._fit(obs.weights, obs.objective)
             candidates, optimise = recommendation_candidates(ctx, obs, rung)
             best, mean, std = best_posterior_mean(model, ctx.space, np.zeros(0), candidates, optimise)
-        return Recommendation(tuple(float(x) for x in best), -mean, std, rung, extra={"n_fit": len(y), "proposer": "gp"}, basis="surrogate")
+        return Recommendation(tuple(float(x) for x in best), -mean, std, rung, extra={"n_fit": obs.n, "proposer": "gp"}, basis="surrogate")
 
 
 def _single_rung_encoder(rung: str) -> FidelityEncoder:

@@ -45,7 +45,7 @@ from mixsearch.propose.base import (
     refuse_unused_options,
     require_positive,
 )
-from mixsearch.propose.design import initial_design
+from mixsearch.propose.design import design_size, initial_design
 from mixsearch.propose.fidelity import DTYPE, FidelityEncoder, as_inputs
 from mixsearch.propose.law_prior import LawPrior, fit_law_prior, rung_scales
 from mixsearch.propose.observations import (
@@ -211,9 +211,6 @@ class MultiFidelityBO:
         acq.set_X_pending(torch.cat(pending) if pending else None)
         return acq
 
-    def _n_init(self, ctx: ProposalContext) -> int:
-        return self.n_init if self.n_init is not None else ctx.space.dim + 1
-
     # -- Proposer protocol --------------------------------------------------
 
     def check_mode(self, pool: bool) -> None:
@@ -225,8 +222,8 @@ class MultiFidelityBO:
         enc = self._encoder(ctx)
         obs = finite_observations(ctx, enc.names)
         rng = ctx.rng()
-        n_init = self._n_init(ctx)
-        if obs.n < n_init or len(set(obs.objective.tolist())) < 2:
+        n_init = design_size(ctx, self.n_init)
+        if not obs.can_fit(n_init):
             return initial_design(ctx, enc, q, n_init, self.init_target, rng)
         with manual_seed(ctx.seed):
             model = self._fit(obs, enc, ctx)
@@ -290,7 +287,7 @@ class MultiFidelityBO:
         obs = finite_observations(ctx, enc.names)
         if obs.n == 0:
             return None
-        if obs.n < 2 or len(set(obs.objective.tolist())) < 2:
+        if not obs.can_fit(2):
             return observed_recommendation(obs)
         with manual_seed(ctx.seed):
             model = self._fit(obs, enc, ctx)

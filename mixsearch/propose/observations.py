@@ -29,6 +29,11 @@ class Observations:
     def n(self) -> int:
         return int(self.weights.shape[0])
 
+    def can_fit(self, n_min: int) -> bool:
+        """Whether there are at least ``n_min`` trials and two distinct objective values
+        (a GP fitted to one value has nothing to learn)."""
+        return self.n >= n_min and len(set(self.objective.tolist())) >= 2
+
 
 def finite_observations(ctx: ProposalContext, known_rungs: tuple[str, ...] | None = None) -> Observations:
     """The finished trials a model may be fitted on: NaN or infinite objectives dropped.
