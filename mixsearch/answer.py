@@ -188,7 +188,7 @@ def target_answer(
     """
     target = study.ladder.target
     tinfo = {"name": target.name, "N": target.n_params, "D": target.tokens}
-    warnings = sanity_warnings(study, data_tokens, None)
+    warnings = sanity_warnings(study, data_tokens, None, done)
     domains = study.domain_names
     if isinstance(law, str):
         weights, source = _fallback(done, study, fallback)
@@ -197,7 +197,7 @@ def target_answer(
         if observed is not None:
             answer.weights, answer.mixture_from, answer.basis, answer.predicted = observed[0], f"the best trial run at the target {target.name}", "observed", observed[1]
             answer.extrapolated, answer.reason = False, None
-        answer.warnings = sanity_warnings(study, data_tokens, answer.weights)
+        answer.warnings = sanity_warnings(study, data_tokens, answer.weights, done)
         return answer
     assert study.space is not None
     lower = {d: v for d, v in zip(domains, study.space.bounds()[0]) if v > 0}
@@ -232,7 +232,7 @@ def target_answer(
         factors={"N": _num(pred.factor_N), "D": _num(pred.factor_D)},
         law=law.name,
         model_error={k: v for k, v in me.items() if k in ("measured", "reason", "rule", "coverage", "tau", "assumed_tau")} or None,
-        warnings=sanity_warnings(study, data_tokens, weights),
+        warnings=sanity_warnings(study, data_tokens, weights, done),
     )
 
 
@@ -263,17 +263,23 @@ def _fallback(done: pd.DataFrame, study: Study, fallback: Mapping[str, float] | 
     return {d: float(row[f"w_{d}"]) for d in study.domain_names}, f"the best trial at the costliest rung run ({top})"
 
 
-def sanity_warnings(study: Study, data_tokens: Mapping[str, float] | None, weights: Mapping[str, float] | None) -> list[str]:
-    """Warnings about the target scale: more passes over a domain's text than one, and a
-    target far beyond the largest rung in N.
+def sanity_warnings(
+    study: Study, data_tokens: Mapping[str, float] | None, weights: Mapping[str, float] | None, done: pd.DataFrame | None = None
+) -> list[str]:
+    """Warnings about the target scale: more passes over a domain's text than one, a target
+    far beyond the largest rung in N, and a runnable target no trial ran at.
 
     Args:
         study: The study.
         data_tokens: Training tokens per domain the corpus holds (None when unknown).
         weights: The recommended mixture (None: warn on the target alone).
+        done: Done trials (``to_dataframe()`` rows), for the unchecked-target warning (None: skip it).
     """
     out: list[str] = []
     t = study.ladder.target
+    unchecked = None if done is None else unchecked_target(done, study)
+    if unchecked:
+        out.append(unchecked)
     sizes = [r.n_params for r in study.ladder.rungs if r.n_params]
     if t.n_params and sizes and t.n_params > FAR_BEYOND_N * max(sizes):
         out.append(
@@ -294,3 +300,23 @@ def sanity_warnings(study: Study, data_tokens: Mapping[str, float] | None, weigh
         if total and t.tokens > total:
             out.append(f"the target's {eng(t.tokens)} tokens exceed the corpus ({eng(total)} tokens): more than one epoch")
     return out
+
+
+def unchecked_target(done: pd.DataFrame, study: Study) -> str | None:
+    """A warning when the target can be run, cheaper rungs ran, and no done trial ran at the target.
+
+    The answer then rests on the cheap rungs alone, and how well they rank mixtures like the
+    target was never measured: on instruction-tuning-like worlds (docs/BENCHMARKS.md, the
+    weak-proxy world) the default search can spend a whole budget on proxies that mislead.
+    """
+    target = study.ladder.target.name
+    if done.empty or not any(r.name == target for r in study.ladder.rungs):
+        return None
+    ran = set(done["rung"])
+    if target in ran or not ran:
+        return None
+    return (
+        f"the target {target} can be run but no trial ran there: this answer rests on the cheaper rungs alone "
+        f"({', '.join(sorted(ran))}), and whether they rank mixtures as {target} does was never checked; "
+        f"run some trials at {target} to check them, or use mfbo's kernel='ar-power' if small proxies are known to mislead"
+    )

@@ -137,3 +137,19 @@ def test_runs_at_one_d_give_no_predicted_loss_at_another_d_and_say_why():
     answer = target_answer(done, one_d, law, fallback=None)
     assert answer.predicted is None and answer.basis is None
     assert "cannot predict at the target" in answer.reason and "one D" in answer.reason
+
+
+def test_a_runnable_target_no_trial_ran_at_is_named_in_the_warnings(fitted):
+    s, done, law = fitted
+    runnable = study(rungs=(*RUNGS, TARGET))
+    answer = target_answer(done, runnable, law, fallback=None)
+    [warning] = [w for w in answer.warnings if "no trial ran there" in w]
+    assert "target t can be run" in warning and "(m, s, s-long)" in warning and "ar-power" in warning
+    # The same runs without the target on the ladder: nothing to check, no warning.
+    assert not any("no trial ran there" in w for w in target_answer(done, s, law, fallback=None).warnings)
+    # One trial at the target is a check: the warning goes.
+    at_target = pd.concat([done, done.iloc[:1].assign(rung="t")], ignore_index=True)
+    assert not any("no trial ran there" in w for w in target_answer(at_target, runnable, law, fallback=None).warnings)
+    # Without a law the fallback answer carries it too.
+    no_law = target_answer(done, runnable, "no law", fallback={d: 1 / 6 for d in DOMAINS})
+    assert any("no trial ran there" in w for w in no_law.warnings)
