@@ -72,9 +72,9 @@ from mixsearch.trial import (  # noqa: F401 - states, Trial, finite and best_don
     best_done,
     finite,
     migrate_positional_weights,
+    candidate_columns,
     result_columns,
     row_to_trial,
-    schedule_json,
     trials_frame,
 )
 
@@ -338,10 +338,7 @@ class Ledger:
                 {
                     "trial_id": tid,
                     "ask": ask,
-                    "weights": json.dumps(dict(zip(domains, c.weights))),
-                    "schedule": schedule_json(c, domains),
-                    "rung": c.rung,
-                    "seed": c.seed,
+                    **candidate_columns(c, domains),
                     "state": PENDING,
                     "attempts": 0,
                     "created": now,
@@ -374,7 +371,7 @@ class Ledger:
         for c, r in finished:
             tid = trial_id(c, context[c.rung])
             rows.setdefault(tid, {
-                "trial_id": tid, "ask": 0, "weights": json.dumps(dict(zip(domains, c.weights))), "schedule": schedule_json(c, domains), "rung": c.rung, "seed": c.seed,
+                "trial_id": tid, "ask": 0, **candidate_columns(c, domains),
                 "state": DONE, "attempts": 0, "created": now, "finished": now, **result_columns(r),
             })
         if rows:
@@ -598,5 +595,3 @@ class StudyChanged(LedgerError):
             f"mislabelled or mixed (ledger {safe_url(url)}). Give the study a new name, or continue with "
             f"'mixsearch study start FILE --fork NEW' to copy the compatible trials into a new study"
         )
-
-

@@ -58,9 +58,20 @@ class Trial:
     error: str | None = None
 
 
-def schedule_json(c: Candidate, domains: Sequence[str]) -> str | None:
-    """A candidate's phases as stored (weights by domain name), or None without a schedule."""
-    return None if c.schedule is None else json.dumps(c.schedule.as_dict(domains))
+def weights_json(weights: Sequence[float], domains: Sequence[str]) -> str:
+    """Weights as stored: by domain name (schema 2; :func:`read_weights` reads them back)."""
+    return json.dumps(dict(zip(domains, weights)))
+
+
+def candidate_columns(c: Candidate, domains: Sequence[str]) -> dict[str, Any]:
+    """The columns a candidate fills: its weights and phases by domain name, rung and seed
+    (:func:`row_to_trial` reads them back)."""
+    return {
+        "weights": weights_json(c.weights, domains),
+        "schedule": None if c.schedule is None else json.dumps(c.schedule.as_dict(domains)),
+        "rung": c.rung,
+        "seed": c.seed,
+    }
 
 
 def row_to_trial(row: Mapping[str, Any], domains: Sequence[str] | None) -> Trial:
@@ -150,7 +161,7 @@ def migrate_positional_weights(conn: sa.Connection, domains: Sequence[str]) -> i
         if isinstance(stored, list):
             if len(stored) != len(domains):
                 raise LedgerError(f"trial {tid} has {len(stored)} weights for {len(domains)} domains")
-            conn.execute(sa.update(t).where(t.c.trial_id == tid).values(weights=json.dumps(dict(zip(domains, stored)))))
+            conn.execute(sa.update(t).where(t.c.trial_id == tid).values(weights=weights_json(stored, domains)))
             n += 1
     return n
 

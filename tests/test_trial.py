@@ -14,10 +14,10 @@ from mixsearch.trial import (
     PENDING,
     Trial,
     best_done,
+    candidate_columns,
     read_weights,
     result_columns,
     row_to_trial,
-    schedule_json,
     trials_frame,
 )
 
@@ -30,10 +30,7 @@ def row(candidate: Candidate, state: str = DONE, number: int = 1, result: TrialR
         "trial_id": f"t{number}",
         "number": number,
         "ask": 0,
-        "rung": candidate.rung,
-        "seed": candidate.seed,
-        "weights": json.dumps(dict(zip(DOMAINS, candidate.weights))),
-        "schedule": schedule_json(candidate, DOMAINS),
+        **candidate_columns(candidate, DOMAINS),
         "state": state,
         "attempts": 1,
         "worker": None,
