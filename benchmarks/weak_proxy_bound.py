@@ -23,7 +23,7 @@ the goal at a cost only if such an oracle reaches 5 % there in at least half the
 from __future__ import annotations
 
 import argparse
-import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,7 @@ def centred_basis(k: int) -> np.ndarray:
 
 
 class StructureOracle:
-    """The world's formula with ``u`` and ``d`` unknown (in the sum-zero subspace).
+    """The world's own formula with ``u`` and ``d`` unknown (in the sum-zero subspace).
 
     Args:
         world: The accuracy world.
@@ -54,35 +54,26 @@ class StructureOracle:
         self.k = len(world.domains)
         self.basis = centred_basis(self.k)
         self.rungs = rungs
-        self.s = [math.log(n / world.n_ref) for n, _ in rungs]
-        self.f = [math.exp(s / world.tau) - 1.0 for s in self.s]
         self.sd = [world.noise_sd(n, world.noise)[1] for n, _ in rungs]
-        true = np.concatenate([self.basis.T @ world.u, self.basis.T @ world.d])
+        self.true_theta = np.concatenate([self.basis.T @ world.u, self.basis.T @ world.d])
         # The oracle's prior: centred, with the true coefficients' own scale.
-        self.prior_sd = float(np.sqrt(np.mean(true**2)))
+        self.prior_sd = float(np.sqrt(np.mean(self.true_theta**2)))
 
-    def h(self, r: np.ndarray) -> np.ndarray:
-        """``[n, K]`` centred log shares."""
-        h = np.log(np.atleast_2d(r) + self.world.eps)
-        return h - h.mean(axis=1, keepdims=True)
+    def accuracy(self, theta: np.ndarray, r: np.ndarray, rung: int) -> np.ndarray:
+        """``[n]`` noise-free accuracy of mixtures ``r [n, K]`` at rung index ``rung``, the world's
+        formula with its ``u`` and ``d`` taken from ``theta`` ``[2 (K - 1)]``."""
+        u, d = self.basis @ theta[: self.k - 1], self.basis @ theta[self.k - 1 :]
+        return replace(self.world, u=u, d=d).truth(r, *self.rungs[rung])[1]["accuracy"]
 
-    def accuracy(self, theta: np.ndarray, h: np.ndarray, rung: int) -> np.ndarray:
-        """``[n]`` noise-free accuracy at rung index ``rung`` under coefficients ``theta`` ``[2 (K - 1)]``."""
-        w = self.world
-        u = self.basis @ theta[: self.k - 1]
-        d = self.basis @ theta[self.k - 1 :]
-        q = w.q0 + w.c * self.s[rung] + h @ (u + self.f[rung] * d) + np.einsum("nj,jl,nl->n", h, w.W, h) / self.k
-        return w.floor + w.span / (1.0 + np.exp(-q))
-
-    def fit(self, h: np.ndarray, rung: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """MAP coefficients from observations: centred log shares ``[n, K]``, rung indices ``[n]``, accuracies ``[n]``."""
+    def fit(self, r: np.ndarray, rung: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """MAP coefficients from observations: mixtures ``[n, K]``, rung indices ``[n]``, accuracies ``[n]``."""
         sd = np.array(self.sd)[rung]
 
         def residuals(theta: np.ndarray) -> np.ndarray:
-            pred = np.concatenate([self.accuracy(theta, h[rung == i], i) for i in range(3)])
-            obs = np.concatenate([y[rung == i] for i in range(3)])
-            scale = np.concatenate([sd[rung == i] for i in range(3)])
-            return np.concatenate([(pred - obs) / scale, theta / self.prior_sd])
+            pred = np.empty(len(y))
+            for i in np.unique(rung):
+                pred[rung == i] = self.accuracy(theta, r[rung == i], i)
+            return np.concatenate([(pred - y) / sd, theta / self.prior_sd])
 
         return least_squares(residuals, np.zeros(2 * (self.k - 1)), method="lm").x
 
@@ -90,36 +81,24 @@ class StructureOracle:
 def run_allocation(oracle: StructureOracle, truth, n: tuple[int, int, int], greedy: bool, rng: np.random.Generator, cands: np.ndarray) -> float:
     """Regret after ``n = (n1, n2, n3)`` runs (cheapest rung first), as a fraction of the span."""
     space = SearchSpace(oracle.world.domains)
-    true_theta = np.concatenate([oracle.basis.T @ oracle.world.u, oracle.basis.T @ oracle.world.d])
-    hc = oracle.h(cands)
-    weights, rungs = [], []
-    for i in (0, 1):
-        if n[i]:
-            weights.append(simplex.sample(n[i], space, rng))
-            rungs += [i] * n[i]
-    w = np.concatenate(weights) if weights else np.zeros((0, oracle.k))
-    rungs_a = np.array(rungs, dtype=int)
+    w = np.concatenate([simplex.sample(n[i], space, rng) for i in (0, 1)])
+    rungs = np.repeat([0, 1], n[:2])
 
-    def measure(w: np.ndarray, r: np.ndarray) -> np.ndarray:
-        out = np.empty(len(w))
-        for i in range(3):
-            m = r == i
-            if m.any():
-                out[m] = oracle.accuracy(true_theta, oracle.h(w[m]), i) + rng.normal(0.0, oracle.sd[i], m.sum())
-        return out
+    def measure(w: np.ndarray, rung: int) -> np.ndarray:
+        return oracle.accuracy(oracle.true_theta, w, rung) + rng.normal(0.0, oracle.sd[rung], len(w))
 
-    y = measure(w, rungs_a)
+    y = np.concatenate([measure(w[rungs == i], i) for i in (0, 1)])
     for _ in range(n[2]):
         if greedy and len(w):
-            theta = oracle.fit(oracle.h(w), rungs_a, y)
-            nxt = cands[[int(np.argmax(oracle.accuracy(theta, hc, 2)))]]
+            theta = oracle.fit(w, rungs, y)
+            nxt = cands[[int(np.argmax(oracle.accuracy(theta, cands, 2)))]]
         else:
             nxt = simplex.sample(1, space, rng)
         w = np.concatenate([w, nxt])
-        rungs_a = np.append(rungs_a, 2)
-        y = np.append(y, measure(nxt, np.array([2])))
-    theta = oracle.fit(oracle.h(w), rungs_a, y)
-    rec = cands[int(np.argmax(oracle.accuracy(theta, hc, 2)))]
+        rungs = np.append(rungs, 2)
+        y = np.append(y, measure(nxt, 2))
+    theta = oracle.fit(w, rungs, y)
+    rec = cands[int(np.argmax(oracle.accuracy(theta, cands, 2)))]
     return truth.regret(rec) / truth.span
 
 
