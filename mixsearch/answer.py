@@ -48,7 +48,7 @@ class TargetAnswer:
         law: Name of the law the prediction comes from (in the export's ``laws``).
         model_error: How the law's extrapolation error was measured (or why it was not).
         reason: Why there is no predicted target objective (when ``predicted`` is None).
-        warnings: Sanity warnings about the target (epochs over the corpus, far extrapolation).
+        warnings: Sanity warnings about the target (epochs over the corpus, far extrapolation, a runnable target never run).
         schedule: A two-phase study's answer: the phases and switch behind ``weights``
             (``{"first", "second", "switch"}``; see :mod:`mixsearch.schedule_answer`).
     """
@@ -188,11 +188,10 @@ def target_answer(
     """
     target = study.ladder.target
     tinfo = {"name": target.name, "N": target.n_params, "D": target.tokens}
-    warnings = sanity_warnings(study, data_tokens, None, done)
     domains = study.domain_names
     if isinstance(law, str):
         weights, source = _fallback(done, study, fallback)
-        answer = TargetAnswer(weights, source, None, tinfo, reason=law, warnings=warnings)
+        answer = TargetAnswer(weights, source, None, tinfo, reason=law)
         observed = _observed_at_target(done, study)
         if observed is not None:
             answer.weights, answer.mixture_from, answer.basis, answer.predicted = observed[0], f"the best trial run at the target {target.name}", "observed", observed[1]
